@@ -1,0 +1,1 @@
+"""PyTorch baselines, training, evaluation, benchmark cards and reproduction."""

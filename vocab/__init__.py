@@ -1,0 +1,1 @@
+"""Aquatic controlled vocabularies: bundled offline subsets, online look-ups and label mapping."""
