@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, InputError, UsageError, atomic_dir, safe_join
+from imagine.kernel import ConversionReport, Finding, InputError, UsageError, atomic_dir, safe_join
 
 from ..model import Dataset
 
@@ -83,6 +83,8 @@ class Format:
 
     ``file_name`` is set for formats whose whole output is one file: when DST ends with that file's
     suffix, the file itself is written at DST instead of a folder holding it.
+    ``check`` (optional) runs the format's structural checks (e.g. its JSON Schema) and returns
+    every finding at once, with file and place, where ``read`` would stop at the first error.
     """
 
     name: str
@@ -91,6 +93,7 @@ class Format:
     write: Writer | None = None
     detect: Detector | None = None
     file_name: str | None = None
+    check: Callable[[Path], list[Finding]] | None = None
 
 
 _REGISTRY: dict[str, Format] = {}
