@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 
 import click
-
 from imagine.kernel import set_quiet
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from imagine.kernel import InputError, dump_json
 
 from ..model import SCHEMAS, Dataset
