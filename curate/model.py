@@ -137,7 +137,7 @@ def _table(columns: Mapping[str, Any] | None, schema: pa.Schema, name: str) -> p
                 arr = pa.array(v, type=f.type, from_pandas=True) if isinstance(v, np.ndarray) else \
                     pa.array(v, type=f.type)
         else:
-            if not f.nullable:
+            if not f.nullable and n:
                 raise ValueError(f"{name} needs column {f.name!r}")
             arr = pa.nulls(n, type=f.type)
         arrays.append(arr)

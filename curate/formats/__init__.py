@@ -208,6 +208,8 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str], to: str, f
             images: str = "copy", read_options: dict[str, Any] | None = None,
             write_options: dict[str, Any] | None = None) -> tuple[Dataset, ConversionReport]:
     """Read ``src`` and write it to ``dst`` as ``to``; one report covers both sides."""
+    if get_format(to).write is None:  # fail before reading a large source
+        raise UsageError(f"format {to!r} can only be read")
     report = ConversionReport()
     ds = read_dataset(src, from_, report=report, **(read_options or {}))
     write_dataset(ds, dst, to, report=report, images=images, **(write_options or {}))
