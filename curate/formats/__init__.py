@@ -48,6 +48,7 @@ class WriteContext:
     root: Path | None = None
     images: str = "copy"
     options: dict[str, Any] = field(default_factory=dict)
+    single_file: bool = False  # True when only ``Format.file_name`` is kept (DST is that one file)
 
     def put_image(self, file_name: str, out: Path) -> bool:
         """Place the source image ``file_name`` at ``out``; report and return False when missing."""
@@ -194,6 +195,7 @@ def write_dataset(ds: Dataset, dst: str | os.PathLike[str], fmt: str, *, report:
         if dst_p.exists() and not overwrite:
             raise UsageError("output exists", file=dst_p)
         ctx.images = "none"
+        ctx.single_file = True
         with atomic_dir(dst_p.with_name(dst_p.name + ".d")) as tmp:
             f.write(ds, tmp, ctx)
             os.replace(tmp / str(f.file_name), dst_p)
