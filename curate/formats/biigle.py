@@ -222,7 +222,9 @@ def _shape(shape_id: int, pts: list[float], path: Path, line: int) -> tuple[str,
         x1, y1, x2, y2, x3, y3, x4, y4 = pts
         if y1 == y2 and x2 == x3 and y3 == y4 and x4 == x1 and x2 > x1 and y3 > y2:
             return "box", None, (x1, y1, x2 - x1, y3 - y1)
-        return "rbox", [list(corners_to_rbox(pts))], None
+        xs, ys = pts[0::2], pts[1::2]  # the envelope from the corners as written, free of trigonometry noise
+        env = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        return "rbox", [list(corners_to_rbox(pts))], env
     if shape_id == 6:
         m1x, m1y, n1x, n1y, m2x, m2y, n2x, n2y = pts
         cx, cy = (m1x + m2x) / 2, (m1y + m2y) / 2
@@ -459,8 +461,8 @@ def _points(kind: str, g: list[list[float]] | None, box: tuple[float, float, flo
     if kind == "box":
         x, y, w, h = box
         return 5, [x, y, x + w, y, x + w, y + h, x, y + h]
-    if kind == "rbox" and g:
-        return 5, rbox_corners(*g[0][:5])
+    if kind == "rbox" and g:  # trigonometry leaves ~1e-15 noise; snap it at a nanopixel
+        return 5, [round(v, 9) + 0.0 for v in rbox_corners(*g[0][:5])]
     if kind in ("polygon", "polyline") and g:
         if len(g) > 1:
             ctx.report.add(f"{kind}-parts-dropped", f"BIIGLE {kind}s have one part and no holes; only the first "
@@ -476,8 +478,9 @@ def _points(kind: str, g: list[list[float]] | None, box: tuple[float, float, flo
         cx, cy, rx, ry, ang = g[0][:5]
         a = math.radians(ang)
         ux, uy, vx, vy = math.cos(a), math.sin(a), -math.sin(a), math.cos(a)
-        return 6, [cx - rx * ux, cy - rx * uy, cx - ry * vx, cy - ry * vy, cx + rx * ux, cy + rx * uy,
-                   cx + ry * vx, cy + ry * vy]
+        pts = [cx - rx * ux, cy - rx * uy, cx - ry * vx, cy - ry * vy, cx + rx * ux, cy + rx * uy,
+               cx + ry * vx, cy + ry * vy]
+        return 6, [round(v, 9) + 0.0 for v in pts]
     if kind == "label":
         return 7, []
     if kind == "keypoints" and g:
