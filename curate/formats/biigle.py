@@ -462,7 +462,10 @@ def _points(kind: str, g: list[list[float]] | None, box: tuple[float, float, flo
         x, y, w, h = box
         return 5, [x, y, x + w, y, x + w, y + h, x, y + h]
     if kind == "rbox" and g:  # trigonometry leaves ~1e-15 noise; snap it at a nanopixel
-        return 5, [round(v, 9) + 0.0 for v in rbox_corners(*g[0][:5])]
+        pts = [round(v, 9) + 0.0 for v in rbox_corners(*g[0][:5])]
+        if pts[1] == pts[3] and pts[2] == pts[4] and pts[5] == pts[7] and pts[6] == pts[0]:
+            ctx.report.add("rbox-to-box", "an unrotated rotated box reads back from BIIGLE as a plain box", aid)
+        return 5, pts
     if kind in ("polygon", "polyline") and g:
         if len(g) > 1:
             ctx.report.add(f"{kind}-parts-dropped", f"BIIGLE {kind}s have one part and no holes; only the first "
