@@ -616,9 +616,17 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         raise _Reset()
 
+    def _read(self, n: int) -> bytes:
+        """Read up to ``n`` bytes of the request body (never past its end)."""
+        n = min(n, self._left)
+        if n <= 0:
+            return b""
+        data = self.rfile.read(n)
+        self._left -= len(data)
+        return data
+
     def _json_body(self) -> Any:
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        raw = self._read(self._left)
         if not raw:
             return {}
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -641,16 +649,13 @@ class Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host') or f'{host!s}:{port}'}"
 
     def _drain(self) -> None:
-        n = int(self.headers.get("Content-Length") or 0)
-        while n > 0:
-            chunk = self.rfile.read(min(n, CHUNK))
-            if not chunk:
-                break
-            n -= len(chunk)
+        while self._left > 0 and self._read(CHUNK):
+            pass
 
     def _handle(self) -> None:
         self._rl_headers: dict[str, str] = {}
         self._fault: Fault | None = None
+        self._left = int(self.headers.get("Content-Length") or 0)
         repo = self.server.repo
         parts = urlsplit(self.path)
         path = unquote(parts.path)
@@ -678,9 +683,8 @@ class Handler(BaseHTTPRequestHandler):
             self._fault = fault
             self._route(path, parse_qs(parts.query), owner)
         except HTTPFailure as exc:
-            if self.headers.get("Content-Length") and self.command in ("PUT", "POST"):
-                with contextlib.suppress(Exception):
-                    self._drain()
+            with contextlib.suppress(OSError):
+                self._drain()
             self._send(exc.status, exc.body)
 
     def _after(self) -> None:
@@ -973,7 +977,7 @@ class Handler(BaseHTTPRequestHandler):
                     if 0 <= cut <= got:
                         self._reset()
                     n = min(CHUNK, size - got) if cut < 0 else min(CHUNK, size - got, max(1, cut - got))
-                    chunk = self.rfile.read(n)
+                    chunk = self._read(n)
                     if not chunk:
                         raise _Reset()
                     md5.update(chunk)
@@ -1122,7 +1126,7 @@ def start_server(root: str | os.PathLike[str], *, host: str = "127.0.0.1", port:
     """Start the repository in a background thread (port 0 = a free port); ``.shutdown()`` to stop."""
     repo = LocalRepository(root, **repo_options)
     server = RepoServer((host, port), repo, faults)
-    threading.Thread(target=server.serve_forever, name="imagine-localrepo", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="imagine-localrepo", daemon=True).start()
     return server
 
 

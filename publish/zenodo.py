@@ -339,8 +339,10 @@ class ZenodoClient:
                     if wait > self.max_wait:
                         raise RemoteError(f"rate limited by the server; retry in {wait:.0f} s (nothing was lost: "
                                           "re-run the same command)", status=429, url=url)
+                    last = error_message(429, resp.content, resp.reason)
                     log.info("429 from %s; waiting %.1f s", url, wait)
                     self.sleep(wait)
+                    self._rl_remaining = None  # the wait above already covers the window
                     continue
                 if resp.status_code not in RETRY_STATUSES:
                     if attempt > 0 and reconcile is not None and resp.status_code in (400, 404):
