@@ -197,8 +197,9 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             if not isinstance(doc, dict):
                 raise TypeError("an annotation file is a JSON object")
             size = doc.get("size") or {}
-            h = size.get("height") if isinstance(size, dict) else None
-            w = size.get("width") if isinstance(size, dict) else None
+            if not isinstance(size, dict):
+                raise TypeError("size must be an object with height and width")
+            h, w = size.get("height"), size.get("width")
             h = int(h) if isinstance(h, int | float) and h > 0 else None
             w = int(w) if isinstance(w, int | float) and w > 0 else None
             iattrs = _tags(doc.get("tags"))
@@ -362,6 +363,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     heights = img.column("height").to_pylist()
     iattrs = img.column("attributes").to_pylist()
     written: set[str] = set()
+    keys: list[tuple[str, str]] = []
     for i, fn in enumerate(fnames):
         ds_name = splits[i] or "ds0"
         prefix = f"{ds_name}/img/"
@@ -370,6 +372,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         if rel in written:
             raise InputError(f"two images would be written as the same Supervisely item {item!r}", file=str(out / rel))
         written.add(rel)
+        keys.append((ds_name, item))
         ann_path = safe_join(out, rel)
         ctx.put_image(fn, safe_join(out, f"{prefix}{item}"))
         w, h = widths[i], heights[i]
@@ -462,6 +465,10 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         ann_path.parent.mkdir(parents=True, exist_ok=True)
         with ann_path.open("w", encoding="utf-8") as fh:
             json.dump(doc, fh, ensure_ascii=False)
+    # Supervisely has no image ids and no order across items: they read back sorted by dataset and item.
+    if keys != sorted(keys) or img.column("id").to_pylist() != list(range(1, len(keys) + 1)):
+        ctx.report.add("image-ids-renumbered", "Supervisely keeps no image ids or order; images read back "
+                       "sorted by dataset and item name with ids 1, 2, ...")
     classes = []
     for k, (cid, name, ca) in enumerate(zip(ds.categories.column("id").to_pylist(),
                                             ds.categories.column("name").to_pylist(),
