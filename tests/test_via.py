@@ -104,7 +104,7 @@ def test_write_read_keeps_shapes_attributes_and_copies_images(tmp_path: Path) ->
 
 def _comparable(ds: Dataset) -> list[tuple[object, ...]]:
     names = ds.category_names()
-    out = []
+    out: list[tuple[object, ...]] = []
     for r in ds.annotations.to_pylist():
         g = r["geometry"]
         if r["kind"] == "ellipse":  # theta goes through radians: equal to the last bits only
