@@ -96,11 +96,11 @@ class DaskExecutor:
     in order, so the results are those of the local executors, item for item.
     """
 
-    def __init__(self, scheduler: str | Any, *, chunk_size: int = 64):
+    def __init__(self, scheduler: str | Any, *, chunk_size: int = 64, timeout: float = 20.0):
         distributed = require("distributed", "dedup")
         if isinstance(scheduler, str):
             try:
-                self.client = distributed.Client(scheduler, timeout="20s")
+                self.client = distributed.Client(scheduler, timeout=f"{timeout}s")
             except OSError as exc:
                 raise UsageError(f"cannot reach the Dask scheduler: {exc}", file=scheduler) from exc
             self._own = True

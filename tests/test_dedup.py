@@ -252,7 +252,7 @@ def test_cli_dedup_report_and_output(native_subset: Path, tmp_path: Path) -> Non
     runner = CliRunner()
     r = runner.invoke(main, ["-q", "dedup", str(native_subset), "--json", "--markdown", str(tmp_path / "d.md")])
     assert r.exit_code == 1, r.output
-    rep = json.loads(r.output)
+    rep = json.loads(r.stdout)
     assert validate(rep, "dedup-report") == []
     assert rep["summary"]["groups"] >= 1
     assert (tmp_path / "d.md").read_text().startswith("# Duplicates")
@@ -264,7 +264,7 @@ def test_cli_dedup_report_and_output(native_subset: Path, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "d.json").read_text())["summary"] == rep["summary"]
     # the deduplicated output has no duplicates left
     r = runner.invoke(main, ["-q", "dedup", str(out), "--json"])
-    assert r.exit_code == 0 and json.loads(r.output)["summary"]["groups"] == 0
+    assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["groups"] == 0
 
 
 def test_cli_dedup_bad_threshold_and_missing_source(native_subset: Path, tmp_path: Path) -> None:
