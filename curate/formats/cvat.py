@@ -4,8 +4,8 @@ Shapes: ``box`` (``rotation`` → ``rbox``), ``polygon``, ``polyline``, ``points
 ``ellipse``, ``mask`` (CVAT's crop RLE ↔ COCO RLE), ``skeleton`` (→ ``keypoints``), ``tag``
 (→ ``label``). ``occluded``, ``z_order``, ``source`` (and ``keyframe`` in video) are kept in the
 annotation attributes under those keys, CVAT ``<attribute>`` children beside them; ``group_id``
-goes to ``annotations.group_id``. Labels of ``<meta>`` become categories (dense ids from 0 in meta
-order) with their attribute specs kept in ``categories.attributes['cvat_attributes']`` so a round
+goes to ``annotations.group_id``. Labels of ``<meta>`` become categories (dense ids from 1 in meta
+order, then labels met in shapes; annotation ids 1, 2, 3… in document order) with their attribute specs kept in ``categories.attributes['cvat_attributes']`` so a round
 trip writes them back. Video tracks: every frame becomes an image row (``video``, ``frame``),
 ``<track id>`` becomes ``annotations.track_id`` and shapes with ``outside="1"`` are skipped.
 
@@ -115,25 +115,39 @@ def _fmt_points(flat: list[float]) -> str:
     return ";".join(f"{fmt_num(flat[i])},{fmt_num(flat[i + 1])}" for i in range(0, len(flat) - 1, 2))
 
 
-def exact_pair(lo: float, hi: float, centre: float, size: float) -> tuple[str, str]:
+def exact_pair(lo: float, hi: float, centre: float, size: float) -> tuple[str, str, bool]:
     """Shortest decimals for ``lo``/``hi`` that read back to exactly ``centre`` and ``size``.
 
     A rotated box is stored about its centre; CVAT stores corners. ``(lo + hi) / 2`` and
     ``hi - lo`` of the plainly computed corners can miss the centre and size by an ulp, so the
-    shortest decimal forms that reproduce both exactly are searched (falling back to repr).
+    shortest decimal forms that reproduce both exactly are searched; the flag is False when no
+    float64 pair does (the size is finer than the corners' resolution) and repr is used.
     """
     for p in range(1, 18):
         a, b = f"{lo:.{p}g}", f"{hi:.{p}g}"
         fa, fb = float(a), float(b)
         if (fa + fb) / 2 == centre and fb - fa == size:
-            return a, b
+            return a, b, True
     for da in (0, 1, -1, 2, -2):
         for db in (0, 1, -1, 2, -2):
             fa = lo + da * math.ulp(lo)
             fb = hi + db * math.ulp(hi)
             if (fa + fb) / 2 == centre and fb - fa == size:
-                return repr(fa), repr(fb)
-    return fmt_num(lo), fmt_num(hi)
+                return repr(fa), repr(fb), True
+    return fmt_num(lo), fmt_num(hi), False
+
+
+def exact_end(start: float, size: float) -> float:
+    """The float ``end`` nearest ``start + size`` for which ``end - start == size`` exactly (when one exists)."""
+    end = start + size
+    lo = hi = end
+    for _ in range(4):
+        if hi - start == size:
+            return hi
+        if lo - start == size:
+            return lo
+        lo, hi = math.nextafter(lo, -math.inf), math.nextafter(hi, math.inf)
+    return end
 
 
 def cvat_rle_to_coco(counts: list[int], left: int, top: int, w: int, h: int, width: int, height: int) -> str:
@@ -191,14 +205,14 @@ class _Builder:
         if not name:
             return None
         if name not in self.cat_ids:
-            self.cat_ids[name] = len(self.cat_ids)
+            self.cat_ids[name] = len(self.cat_ids) + 1
         return self.cat_ids[name]
 
     def add(self, image_id: int, label: str | None, kind: str, box: tuple[float, float, float, float],
             geometry: list[list[float]] | None, rle: str | None, track: int | None, group: int | None,
             attrs: dict[str, Any]) -> None:
         a = self.ann
-        a["id"].append(len(a["id"]))
+        a["id"].append(len(a["id"]) + 1)
         a["image_id"].append(image_id)
         a["category_id"].append(self.category(label))
         a["kind"].append(kind)
@@ -254,6 +268,9 @@ def _read_meta(root: ET.Element, b: _Builder, info: dict[str, Any]) -> dict[str,
         if osz is not None:
             task_fields["original_size"] = {c.tag: c.text for c in osz}
         info["cvat"] = {"meta": info_tag, "fields": task_fields}
+    src = meta.findtext("source")
+    if src:
+        info.setdefault("cvat", {})["source"] = src
     return task_fields
 
 
@@ -369,6 +386,9 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                                                       "frame", "attributes")}
     sizes: dict[int, tuple[int | None, int | None]] = {}
     image_elems = root.findall("image")
+    raw_ids = [im.get("id") for im in image_elems]
+    repeated = len(set(raw_ids)) != len(raw_ids)  # CVAT project exports repeat frame ids per task
+    images["source_id"] = []
     for n, im in enumerate(progress(image_elems, desc="cvat images", unit="img"), 1):
         place = f"/annotations/image[{n}]"
         name = im.get("name")
@@ -376,7 +396,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             raise InputError("<image> lacks the 'name' attribute", file=xml, place=place)
         safe_join(img_root, name, source=xml, place=place)
         iid = _int(im, "id", place, xml)
-        iid = len(images["id"]) if iid is None else iid
+        images["source_id"].append(str(iid) if repeated and iid is not None else None)
+        iid = len(images["id"]) if iid is None or repeated else iid
         w, h = _int(im, "width", place, xml), _int(im, "height", place, xml)
         images["id"].append(iid)
         images["file_name"].append(name)
@@ -417,7 +438,15 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
     except ValueError:
         raise InputError("original_size width/height must be integers", file=xml,
                          place="/annotations/meta/task/original_size") from None
-    video = task.get("source") or task.get("name") or xml.stem
+    video = info.get("cvat", {}).get("source") or task.get("source") or task.get("name") or xml.stem
+    step = 1
+    ff = str(task.get("frame_filter") or "")
+    if ff.startswith("step="):
+        try:
+            step = max(1, int(ff[5:]))
+        except ValueError:
+            raise InputError(f"frame_filter {ff!r} is not step=N", file=xml, place="/annotations/meta/task") \
+                from None
     frames: set[int] = set()
     for n, tr in enumerate(tracks, 1):
         for el in tr:
@@ -436,8 +465,8 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
             from None
     if stop is None and size is not None:
         stop = start + size - 1
-    if stop is not None and stop - start < 1_000_000:
-        frames.update(range(start, stop + 1))
+    if stop is not None and stop - start < 10_000_000:
+        frames.update(range(start, stop + 1, step))
     existing = set(images["id"])
     available = {p.stem: p.name for p in img_root.glob("frame_*")} if img_root.is_dir() else {}
     for f in sorted(frames):
@@ -449,6 +478,7 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
         images["width"].append(vw)
         images["height"].append(vh)
         images["split"].append(None)
+        images["source_id"].append(None)
         images["video"].append(video)
         images["frame"].append(f)
         images["attributes"].append(None)
@@ -461,6 +491,7 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
         if tr.get("source") is not None:
             extra["source"] = tr.get("source")
         group = _int(tr, "group_id", place, xml)
+        sub_tracks = tr.findall("track")
         k = 0
         for el in tr:
             if el.tag not in SHAPE_TAGS:
@@ -469,10 +500,30 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
             if (el.get("outside") or "0") in ("1", "true"):
                 continue
             f = int(el.get("frame") or 0)
+            if el.tag == "skeleton" and sub_tracks and el.find("points") is None:
+                _skeleton_frame(el, sub_tracks, f)
             if el.get("group_id") is None and group is not None:
                 el.set("group_id", str(group))
             _shape(el, b, f, sizes.get(f, (vw, vh)), f"{place}/{el.tag}[{k}]", xml, report, track=tid,
                    extra=extra, label=label)
+
+
+def _skeleton_frame(el: ET.Element, sub_tracks: list[ET.Element], frame: int) -> None:
+    """Give a video skeleton shape the <points> children its per-keypoint sub-tracks hold at ``frame``.
+
+    A keypoint whose sub-track has no shape at that frame (or an ``outside`` one) is outside.
+    """
+    for st in sub_tracks:
+        shape = next((p for p in st if p.tag == "points" and p.get("frame") == str(frame)), None)
+        pt = ET.SubElement(el, "points")
+        pt.set("label", st.get("label") or "")
+        if shape is None:
+            pt.set("outside", "1")
+            pt.set("points", "0,0")
+        else:
+            for key in ("outside", "occluded", "points"):
+                if shape.get(key) is not None:
+                    pt.set(key, shape.get(key) or "")
 
 
 # ------------------------------------------------------------------------------------------- write
@@ -526,9 +577,9 @@ def _meta(ds: Dataset, root: ET.Element, report: ConversionReport) -> None:
             _sub(sl, "name", kp)
             _sub(sl, "type", "points")
             _sub(sl, "parent", c["name"])
-    expected = list(range(len(cats)))
+    expected = list(range(1, len(cats) + 1))
     if [c["id"] for c in cats] != expected:
-        report.add("category-id-dropped", "CVAT labels have no ids; category ids become 0, 1, 2… in table order",
+        report.add("category-id-dropped", "CVAT labels have no ids; category ids become 1, 2, 3… in table order",
                    count=len(cats))
 
 
@@ -559,11 +610,15 @@ def _set_attributes(el: ET.Element, attrs: dict[str, Any], aid: int, report: Con
 
 def _lost_image_columns(ds: Dataset, report: ConversionReport) -> None:
     for col in ("checksum", "site", "datetime", "latitude", "longitude", "depth", "video", "frame",
-                "instrument", "annotator", "source_id"):
+                "instrument", "annotator"):
         n = ds.images.num_rows - ds.images.column(col).null_count
         if n:
             report.add("image-metadata-dropped", "image metadata columns CVAT XML cannot hold were dropped",
                        col, count=n)
+    bad = [s for s in ds.images.column("source_id").to_pylist() if s is not None and not s.isdigit()]
+    if bad:
+        report.add_many("source-id-dropped", "CVAT image ids are integers; non-integer source ids were dropped",
+                        bad, len(bad))
 
 
 def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
@@ -584,7 +639,8 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     imgs = ds.images.to_pylist()
     for r, im in enumerate(progress(imgs, desc="cvat write", unit="img")):
         el = _sub(root, "image")
-        el.set("id", str(im["id"]))
+        sid = im["source_id"]
+        el.set("id", sid if sid is not None and sid.isdigit() else str(im["id"]))
         el.set("name", im["file_name"])
         w, h = im["width"], im["height"]
         if (w is None or h is None) and ctx.root is not None:
@@ -621,7 +677,7 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
                            ("track_id", "track-dropped", "tracks are not written by the images writer"),
                            ("annotator", "annotator-dropped", "CVAT shapes carry no annotator"),
                            ("source_id", "source-id-dropped", "CVAT shapes carry no id")):
-        if a[col] not in (None, False):
+        if a[col] is not None and a[col] is not False:
             report.add(code, msg, aid)
     attrs = loads_attrs(a["attributes"])
 
@@ -634,24 +690,30 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
     if kind == "box":
         el = shape("box")
         x, y, w, h = a["bbox_x"], a["bbox_y"], a["bbox_w"], a["bbox_h"]
+        xbr, ybr = exact_end(x, w), exact_end(y, h)
         el.set("xtl", fmt_num(x))
         el.set("ytl", fmt_num(y))
-        el.set("xbr", fmt_num(x + w))
-        el.set("ybr", fmt_num(y + h))
-        if (x + w) - x != w or (y + h) - y != h:
-            report.add("box-float-noise", "x + w does not give w back exactly in float64", aid)
+        el.set("xbr", fmt_num(xbr))
+        el.set("ybr", fmt_num(ybr))
+        if xbr - x != w or ybr - y != h:
+            report.add("box-float-noise", "no float64 corner gives the width/height back exactly", aid)
         elems.append(el)
     elif kind == "rbox":
         cx, cy, w, h, ang = g[0][:5]
         el = shape("box")
-        xtl, xbr = exact_pair(cx - w / 2, cx + w / 2, cx, w)
-        ytl, ybr = exact_pair(cy - h / 2, cy + h / 2, cy, h)
+        xtl, xbr, ok_x = exact_pair(cx - w / 2, cx + w / 2, cx, w)
+        ytl, ybr, ok_y = exact_pair(cy - h / 2, cy + h / 2, cy, h)
+        if not (ok_x and ok_y):
+            report.add("box-float-noise", "no float64 corners give the centre and size back exactly", aid)
         for k, v in (("xtl", xtl), ("ytl", ytl), ("xbr", xbr), ("ybr", ybr)):
             el.set(k, v)
         rot = ang % 360.0
-        if rot != ang:
-            report.add("rotation-normalised", "CVAT rotations are in [0, 360); the angle was wrapped", aid)
-        el.set("rotation", fmt_num(rot))
+        if rot == 0:
+            report.add("rbox-to-box", "a rotated box with angle 0 is written (and read back) as a plain box", aid)
+        else:
+            if rot != ang:
+                report.add("rotation-normalised", "CVAT rotations are in [0, 360); the angle was wrapped", aid)
+            el.set("rotation", fmt_num(rot))
         elems.append(el)
     elif kind in ("polygon", "polyline", "point"):
         tag = {"polygon": "polygon", "polyline": "polyline", "point": "points"}[kind]
