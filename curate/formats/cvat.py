@@ -5,11 +5,14 @@ Shapes: ``box`` (``rotation`` → ``rbox``), ``polygon``, ``polyline``, ``points
 (→ ``label``). ``occluded``, ``z_order``, ``source`` (and ``keyframe`` in video) are kept in the
 annotation attributes under those keys, CVAT ``<attribute>`` children beside them; ``group_id``
 goes to ``annotations.group_id``. Labels of ``<meta>`` become categories (dense ids from 1 in meta
-order, then labels met in shapes; annotation ids 1, 2, 3… in document order) with their attribute specs kept in ``categories.attributes['cvat_attributes']`` so a round
-trip writes them back. Video tracks: every frame becomes an image row (``video``, ``frame``),
-``<track id>`` becomes ``annotations.track_id`` and shapes with ``outside="1"`` are skipped.
+order, then labels met in shapes; annotation ids 1, 2, 3… in document order) with their attribute
+specs kept in ``categories.attributes['cvat_attributes']`` so a round trip writes them back. Image
+ids are CVAT's own unless the file repeats them (project exports: then dense ids, CVAT's in
+``source_id``). Video tracks: every frame becomes an image row (``video``, ``frame``), ``<track
+id>`` becomes ``annotations.track_id`` and shapes with ``outside="1"`` are skipped.
 
-Coordinates are read exactly as written (CVAT writes two decimals) and written at full precision.
+Coordinates are read exactly as written (CVAT writes two decimals) and written at full precision
+(for rotated boxes, the shortest corner decimals that give the centre and size back exactly).
 """
 
 from __future__ import annotations
