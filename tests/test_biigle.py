@@ -175,3 +175,26 @@ def test_bad_input_names_file_and_line(text: str, place: str, tmp_path: Path) ->
     assert result.exit_code == 2
     assert "report.csv" in result.output and place in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_folder_of_reports_reads_as_one(tmp_path: Path) -> None:
+    """BIIGLE can split a report into one CSV per label tree or user (a ZIP); the folder reads as one dataset."""
+    lines = REAL.read_text().splitlines()
+    (tmp_path / "a.csv").write_text("\n".join(lines[:60]) + "\n")
+    (tmp_path / "b.csv").write_text("\n".join([lines[0], *lines[60:]]) + "\n")
+    whole, parts = read_dataset(REAL), read_dataset(tmp_path)
+    assert detect_format(tmp_path) == "biigle"
+    assert parts.annotations.equals(whole.annotations)
+    assert parts.images.equals(whole.images) and parts.categories.equals(whole.categories)
+
+
+def test_check_reports_every_bad_row(tmp_path: Path) -> None:
+    from imagine.curate.formats import get_format
+
+    check = get_format("biigle").check
+    assert check is not None and check(REAL) == []
+    bad = tmp_path / "r.csv"
+    bad.write_text(f"{HEADER}\n{GOOD}\n{GOOD.replace('4,Circle', '9,Blob')}\n{GOOD}\n1,2,3\n")
+    findings = check(bad)
+    assert [f.place for f in findings] == ["line 3", "line 5"]
+    assert "unknown shape" in findings[0].message and "expected 16 fields, found 3" in findings[1].message

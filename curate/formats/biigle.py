@@ -352,7 +352,8 @@ class _State:
         a["annotator"].append(annotator)
         a["attributes"].append(dumps_attrs(attrs))
 
-    def read_file(self, path: Path, root: Path) -> None:
+    def read_file(self, path: Path, root: Path, findings: list[Finding] | None = None) -> None:
+        """Read one report; with ``findings``, collect every bad row there instead of stopping at the first."""
         header, delim, rows = _parse_rows(path)
         video = "video_annotation_label_id" in header
         required = VIDEO_REQUIRED if video else IMAGE_REQUIRED
@@ -361,17 +362,29 @@ class _State:
             raise InputError(f"not a BIIGLE report: missing column(s) {', '.join(missing)}", file=path, place="line 1")
         if not self.columns:
             self.columns, self.delim, self.report_kind = header, delim, "video" if video else "image"
-        for line, fields in rows:
-            if len(fields) != len(header):
-                raise InputError(f"expected {len(header)} fields, found {len(fields)}", file=path, place=f"line {line}")
-            row = dict(zip(header, fields, strict=True))
+        while True:
             try:
-                if video:
-                    self.video_row(row, path, root, line)
-                else:
-                    self.image_row(row, path, root, line)
-            except ValueError as exc:
-                raise InputError(f"bad value: {exc}", file=path, place=f"line {line}") from None
+                item = next(rows, None)
+                if item is None:
+                    break
+                line, fields = item
+                if len(fields) != len(header):
+                    raise InputError(f"expected {len(header)} fields, found {len(fields)}", file=path,
+                                     place=f"line {line}")
+                row = dict(zip(header, fields, strict=True))
+                try:
+                    if video:
+                        self.video_row(row, path, root, line)
+                    else:
+                        self.image_row(row, path, root, line)
+                except ValueError as exc:
+                    raise InputError(f"bad value: {exc}", file=path, place=f"line {line}") from None
+            except InputError as exc:
+                if findings is None:
+                    raise
+                findings.append(Finding("malformed", exc.message, file=exc.file, place=exc.place))
+                if "unterminated" in exc.message:
+                    break
 
     def _common(self, row: dict[str, str], path: Path, line: int) -> tuple[int, int | None, str | None,
                                                                             dict[str, Any], int]:
@@ -669,7 +682,7 @@ def check(path: Path) -> list[Finding]:
     out: list[Finding] = []
     for f in files:
         try:
-            _State().read_file(f, Path(f).parent)
+            _State().read_file(f, Path(f).parent, out)
         except InputError as exc:
             out.append(Finding("malformed", exc.message, file=exc.file, place=exc.place))
     return out

@@ -369,6 +369,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     else:
         doc = load_json(src)
         entries, project_attrs, prefix = _entries_from_json(doc, src)
+    if not ctx.options.get("root") and isinstance(doc, dict):
+        root = _project_root(doc, src) or root
     label_key = _pick_label_key(entries, ctx, project_attrs)
     cats = Categories()
     img: dict[str, list[Any]] = {k: [] for k in ("id", "file_name", "source_id", "attributes")}
@@ -445,6 +447,20 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     if label_key:
         info["via_label_key"] = label_key
     return Dataset.from_columns(img, ann, cats.columns(), info)
+
+
+def _project_root(doc: dict[str, Any], src: Path) -> Path | None:
+    """A project's ``_via_settings.core.default_filepath`` when it is a local folder next to the file."""
+    settings = doc.get("_via_settings")
+    core = settings.get("core") if isinstance(settings, dict) else None
+    fp = core.get("default_filepath") if isinstance(core, dict) else None
+    if not isinstance(fp, str) or not fp.strip() or "://" in fp or fp.startswith("/"):
+        return None
+    try:
+        cand = safe_join(src.parent, fp.rstrip("/"))
+    except InputError:
+        return None
+    return cand if cand.is_dir() else None
 
 
 def _error(doc: Any, src: Path, is_csv: bool, place: str, exc: Exception, entry: dict[str, Any],
