@@ -1,0 +1,238 @@
+"""describe + validate: metadata for the two real datasets and the three use-case descriptions.
+
+Each output folder must pass the JSON Schemas and SHACL (DCAT-AP 3.0.1 + aquatic profile), load
+back into rdflib with the facts of the dataset, and pass ``mlcroissant`` when it is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from imagine.curate.model import Dataset
+from imagine.kernel import InputError, image_size
+from imagine.publish.cli import main
+from imagine.publish.describe import OUTPUT_FILES, check_description, describe, load_description, orcid_ok
+from imagine.publish.shacl import validate_dir
+from rdflib import Graph, Literal, Namespace, URIRef
+from rdflib.namespace import DCTERMS, RDF, SKOS
+
+FIX = Path(__file__).parent / "fixtures"
+META = FIX / "publish"
+DCAT = Namespace("http://www.w3.org/ns/dcat#")
+DQV = Namespace("http://www.w3.org/ns/dqv#")
+AQ = Namespace("https://w3id.org/imagine/profile/aquatic#")
+SPDX = Namespace("http://spdx.org/rdf/terms#")
+try:
+    import mlcroissant  # noqa: F401
+
+    HAVE_MLC = True
+except ImportError:  # pragma: no cover
+    HAVE_MLC = False
+
+
+def fishcam_dataset() -> Dataset:
+    """The FishCam crops as a whole-image classification dataset (one folder per species)."""
+    root = FIX / "fishcam" / "data"
+    files = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.png"))
+    sizes = [image_size(root / f) for f in files]
+    classes = sorted({f.split("/")[0] for f in files})
+    cid = {c: i for i, c in enumerate(classes)}
+    dates = {}
+    with open(root / "test-sample.csv", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter=";"):
+            dates[row["image"]] = row["date"]
+    return Dataset.from_columns(
+        images={"id": list(range(len(files))), "file_name": files, "width": [w for w, _ in sizes],
+                "height": [h for _, h in sizes], "split": ["test" if f in dates else "train" for f in files],
+                "datetime": [dates.get(f) for f in files]},
+        annotations={"id": list(range(len(files))), "image_id": list(range(len(files))),
+                     "category_id": [cid[f.split("/")[0]] for f in files], "kind": ["label"] * len(files),
+                     "bbox_x": [0.0] * len(files), "bbox_y": [0.0] * len(files),
+                     "bbox_w": [float(w) for w, _ in sizes], "bbox_h": [float(h) for _, h in sizes]},
+        categories={"id": list(range(len(classes))), "name": classes},
+        info={"root": str(root), "source_format": "imagefolder"})
+
+
+def use_case_dataset(classes: list[str], per_class: int = 3) -> Dataset:
+    """A small detection dataset with the classes of a use case (no image files: metadata only)."""
+    n = len(classes) * per_class
+    return Dataset.from_columns(
+        images={"id": list(range(n)), "file_name": [f"img_{i:04d}.jpg" for i in range(n)], "width": [1280] * n,
+                "height": [720] * n, "split": [["train", "train", "val"][i % 3] for i in range(n)]},
+        annotations={"id": list(range(n)), "image_id": list(range(n)),
+                     "category_id": [i // per_class for i in range(n)], "kind": ["box"] * n,
+                     "bbox_x": [10.0] * n, "bbox_y": [20.0] * n, "bbox_w": [30.0] * n, "bbox_h": [40.0] * n},
+        categories={"id": list(range(len(classes))), "name": classes}, info={"source_format": "coco"})
+
+
+USE_CASES = {
+    "plankton-flowcam.yaml": ["Bacillariophyceae", "Copepoda", "Dinoflagellata", "detritus", "bubbles"],
+    "fish-observatory.yaml": ["Diplodus vulgaris", "Oblada melanura", "Chromis chromis", "Diver", "multiple objects"],
+    "litter-drone.yaml": ["plastic bottle", "plastic bag", "net", "rope", "other"],
+}
+
+
+def check_outputs(out: Path, *, images: int, annotations: int) -> Graph:
+    """Validation passes; the graph loads back with the dataset's counts and checksums of every file."""
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    res = validate_dir(out, croissant=HAVE_MLC)
+    assert res.ok, [f.render() for f in res.findings if f.severity == "error"]
+    if HAVE_MLC:
+        assert res.checks["mlcroissant"] != "not installed"
+    g = Graph().parse(out / "dcat.ttl", format="turtle")
+    g2 = Graph().parse(out / "dcat.jsonld", format="json-ld")
+    assert len(g) == len(g2) > 50
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+    values = {}
+    for m in g.objects(ds, DQV.hasQualityMeasurement):
+        values[str(g.value(m, DQV.isMeasurementOf)).rsplit("-", 1)[-1]] = g.value(m, DQV.value).toPython()
+    assert values["images"] == images and values["annotations"] == annotations
+    dists = list(g.objects(ds, DCAT.distribution))
+    names = {str(g.value(d, DCTERMS.title)) for d in dists}
+    assert names >= {"annotations.csv", "croissant.json", "zenodo.json", "README.md", "schema-org.jsonld"}
+    for d in dists:
+        name = str(g.value(d, DCTERMS.title))
+        if (out / name).is_file():
+            import hashlib
+
+            ck = g.value(d, SPDX.checksum)
+            assert str(g.value(ck, SPDX.checksumValue)) == hashlib.sha256((out / name).read_bytes()).hexdigest()
+            assert g.value(d, DCAT.byteSize).toPython() == (out / name).stat().st_size
+    zen = json.loads((out / "zenodo.json").read_text())["metadata"]
+    assert zen["upload_type"] == "dataset" and zen["creators"] and zen["publication_date"]
+    with open(out / "annotations.csv", newline="") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == annotations
+    return g
+
+
+def test_describe_aquarium_real_dataset(tmp_path):
+    out = tmp_path / "meta"
+    res = describe(FIX / "aquarium", META / "aquarium.yaml", out, fmt="yolo")
+    assert res.ok
+    g = check_outputs(out, images=638, annotations=res.record["facts"]["annotations"])
+    facts = res.record["facts"]
+    assert facts["splits"] == {"train": 448, "val": 127, "test": 63}
+    assert [c["name"] for c in facts["classes"]] == ["fish", "jellyfish", "penguin", "puffin", "shark", "starfish",
+                                                     "stingray"]
+    assert facts["content_hash"].startswith("sha256:") and facts["image_bytes"] > 10_000_000
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+    assert (ds, DCTERMS.license, URIRef("https://spdx.org/licenses/CC-BY-4.0")) in g
+    # the curator mapped "fish" to Vertebrata; the other common names stay unmapped and are reported
+    assert (ds, DCTERMS.subject, URIRef("urn:lsid:marinespecies.org:taxname:146419")) in g
+    assert {f.place for f in res.findings if f.code == "taxon-unmatched"} == \
+        {f"label '{x}'" for x in ("jellyfish", "penguin", "puffin", "shark", "starfish", "stingray")}
+    assert (ds, AQ.platform, URIRef("http://vocab.nerc.ac.uk/collection/L06/current/14/")) in g
+    card = (out / "README.md").read_text()
+    assert "| fish | [*Vertebrata*]" in card and "| images | 638 |" in card
+
+
+def test_describe_fishcam_real_dataset(tmp_path):
+    out = tmp_path / "meta"
+    ds = fishcam_dataset()
+    res = describe(None, META / "fishcam.yaml", out, dataset=ds)
+    assert res.ok
+    g = check_outputs(out, images=1053, annotations=1053)
+    facts = res.record["facts"]
+    assert sum(c["annotations"] for c in facts["classes"]) == 1053 and len(facts["classes"]) == 7
+    assert facts["annotation_kinds"] == {"label": 1053}
+    assert facts["image_formats"]["png"]["count"] == 1053
+    assert facts["time_span"]["start"].startswith("2015")
+    ds_node = next(g.subjects(RDF.type, DCAT.Dataset))
+    assert (ds_node, DCTERMS.license, URIRef("https://spdx.org/licenses/MIT")) in g
+    # curator-named taxa without an AphiaID are kept as names, not invented ids
+    taxa = {t["label"]: t for t in res.record["taxa"]}
+    assert taxa["burbot"]["accepted_name"] == "Lota lota" and "accepted_aphia_id" not in taxa["burbot"]
+    assert list(g.objects(ds_node, DCTERMS.temporal))
+
+
+@pytest.mark.parametrize("meta", sorted(USE_CASES))
+def test_describe_use_cases(tmp_path, meta):
+    out = tmp_path / "meta"
+    classes = USE_CASES[meta]
+    res = describe(None, META / meta, out, dataset=use_case_dataset(classes))
+    assert res.ok, [f.render() for f in res.findings]
+    g = check_outputs(out, images=len(classes) * 3, annotations=len(classes) * 3)
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+    taxa = {t["label"]: t for t in res.record["taxa"]}
+    desc = load_description(META / meta)
+    if meta.startswith("fish"):
+        assert taxa["Oblada melanura"]["accepted_name"] == "Oblada melanurus"
+        assert (ds, DCTERMS.subject, URIRef("urn:lsid:marinespecies.org:taxname:1577363")) in g
+        assert taxa["Diver"]["status"] == taxa["multiple objects"]["status"] == "non-taxon"
+        assert (ds, AQ.nonTaxonClass, Literal("multiple objects")) in g
+        assert (ds, DCTERMS.spatial, URIRef("https://w3id.org/earthsemantics/OSO#OBSEA")) in g
+    if meta.startswith("plankton"):
+        assert (ds, AQ.instrument, URIRef("http://vocab.nerc.ac.uk/collection/L22/current/TOOL1583/")) in g
+        assert g.value(URIRef("http://vocab.nerc.ac.uk/collection/L22/current/TOOL1583/"), SKOS.notation) == \
+            Literal("SDN:L22::TOOL1583")
+        assert taxa["detritus"]["status"] == "non-taxon"
+        zen = json.loads((out / "zenodo.json").read_text())["metadata"]
+        assert zen["grants"] == [{"id": "10.13039/501100000780::101058625"}] and zen["license"] == "cc-by-4.0"
+        assert "urn:lsid:marinespecies.org:taxname:148899" in zen["custom"]["dwc:scientificNameID"]
+        assert zen["doi"] == desc["doi"] and zen["communities"] == [{"identifier": "imagine-project"}]
+    if meta.startswith("litter"):
+        assert all(t["status"] == "non-taxon" for t in res.record["taxa"])
+        assert (ds, AQ.platform, URIRef("http://vocab.nerc.ac.uk/collection/L06/current/6D/")) in g
+    cr = json.loads((out / "croissant.json").read_text())
+    assert {rs["@id"] for rs in cr["recordSet"]} >= {"classes", "annotations"}
+    bbox = [f for rs in cr["recordSet"] for f in rs["field"] if f["@id"] == "annotations/bbox"]
+    assert bbox and bbox[0]["dataType"] == "cr:BoundingBox"
+
+
+def test_bad_description_every_finding_nothing_written(tmp_path):
+    out = tmp_path / "meta"
+    res = describe(None, META / "bad.yaml", out, dataset=use_case_dataset(["a"]))
+    assert not res.ok and not out.exists()
+    by = {f.code: f for f in res.findings}
+    assert by["description-schema"].place == "/" and "'description' is a required property" in \
+        by["description-schema"].message
+    assert by["licence-not-spdx"].place.startswith("/license (line 5)") and "CC-BY-4.0" in by["licence-not-spdx"].message
+    assert by["orcid-checksum"].place == "/creators/0/orcid"
+    assert by["vocab-deprecated"].place == "/instrument"
+    assert all(f.file == str(META / "bad.yaml") for f in res.findings)
+
+
+def test_orcid_checksum():
+    assert orcid_ok("0000-0002-1825-0097") and orcid_ok("https://orcid.org/0000-0002-1694-233X")
+    assert not orcid_ok("0000-0002-1825-0098") and not orcid_ok("1234")
+
+
+def test_unparseable_description_names_line(tmp_path):
+    p = tmp_path / "d.yaml"
+    p.write_text("title: x\ncreators: [a\nlicense: MIT\n")
+    with pytest.raises(InputError) as ei:
+        load_description(p)
+    assert ei.value.file == str(p) and ei.value.place.startswith("line ")
+    assert check_description({"title": "ok title", "description": "a dataset", "creators": [{"name": "n"}],
+                              "license": "CC-BY-4.0", "themes": ["OCEANS"]})[0].place == "/themes/0"
+
+
+def test_cli_describe_validate(tmp_path):
+    out = tmp_path / "meta"
+    runner = CliRunner()
+    r = runner.invoke(main, ["describe", str(FIX / "aquarium"), "--from", "yolo", "--meta",
+                             str(META / "aquarium.yaml"), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and set(doc["files"]) == set(OUTPUT_FILES)
+    r = runner.invoke(main, ["validate", str(out), "--json", "--no-croissant"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["ok"]
+    # break the DCAT: a missing title is a SHACL violation naming the file and the focus node
+    ttl = (out / "dcat.ttl").read_text()
+    g = Graph().parse(data=ttl, format="turtle")
+    g.remove((None, DCTERMS.title, None))
+    (out / "dcat.ttl").write_text(g.serialize(format="turtle"))
+    r = runner.invoke(main, ["validate", str(out), "--no-croissant"])
+    assert r.exit_code == 1 and "dct:title (mandatory)" in r.output and "dcat.ttl" in r.output
+    r = runner.invoke(main, ["describe", str(FIX / "aquarium"), "--from", "yolo", "--meta", str(META / "bad.yaml"),
+                             "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "orcid-checksum" in r.output and not (tmp_path / "x").exists()
+    r = runner.invoke(main, ["describe", str(FIX / "aquarium"), "--meta", str(tmp_path / "none.yaml"),
+                             "--out", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "description file not found" in r.output
+    r = runner.invoke(main, ["validate", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2
