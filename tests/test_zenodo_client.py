@@ -41,7 +41,7 @@ def client(server: Any, **kw: Any) -> ZenodoClient:
     sleeps: list[float] = []
     c = ZenodoClient(server.url + "/api", TOKEN, timeout=(2.0, 2.0), backoff=0.01,
                      sleep=lambda s: sleeps.append(s), **kw)
-    c.sleeps = sleeps  # type: ignore[attr-defined]
+    c.sleeps = sleeps
     return c
 
 
@@ -133,15 +133,15 @@ def test_idempotent_get_is_retried_on_5xx_and_reset(server: Any) -> None:
     server.faults = FaultPlan([Fault("status", "GET", "/deposit/depositions/", status=503, times=2),
                                Fault("reset", "GET", "/deposit/depositions/", times=1)])
     assert c.get_deposition(dep["id"])["id"] == dep["id"]
-    assert len(c.sleeps) == 3  # type: ignore[attr-defined]
-    assert c.sleeps == sorted(c.sleeps) or max(c.sleeps) < 1  # type: ignore[attr-defined]
+    assert len(c.sleeps) == 3
+    assert c.sleeps == sorted(c.sleeps) or max(c.sleeps) < 1
 
 
 def test_429_waits_for_retry_after_even_for_posts(server: Any) -> None:
     c = client(server)
     server.faults = FaultPlan([Fault("ratelimit", "POST", "/deposit/depositions$", retry_after=3, times=1)])
     dep = c.create_deposition(META, "k")
-    assert c.sleeps == [3.0]  # type: ignore[attr-defined]
+    assert c.sleeps == [3.0]
     assert len(drafts(server)) == 1 and dep["id"] == drafts(server)[0]["id"]
 
 
@@ -235,7 +235,7 @@ def test_upload_streams_verifies_md5_and_survives_a_reset(server: Any, tmp_path:
     obj = c.upload(dep["links"]["bucket"], big, "shard.zip", md5)
     assert obj["checksum"] == f"md5:{md5}" and obj["size"] == big.stat().st_size
     assert [x.status for x in c.calls if x.method == "PUT"] == [201]  # one logical call, retried inside
-    assert len(c.sleeps) == 1  # type: ignore[attr-defined]
+    assert len(c.sleeps) == 1
     stored = server.repo.file_path(server.repo.records[str(dep["id"])], "shard.zip")
     assert file_md5(stored) == md5
 
