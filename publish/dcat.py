@@ -53,7 +53,8 @@ CROISSANT_CONTEXT: dict[str, Any] = {
 
 
 def _desc(rec: dict[str, Any]) -> dict[str, Any]:
-    return rec["description"]  # type: ignore[no-any-return]
+    out: dict[str, Any] = rec["description"]
+    return out
 
 
 def _orcid_iri(o: str | None) -> str | None:
@@ -137,7 +138,8 @@ def build_dcat(rec: dict[str, Any], files: dict[str, dict[str, Any]] | None = No
         g.add((ds, DCAT.version, Literal(str(d["version"]))))
     g.add((ds, DCT.issued, Literal(_pub_date(rec), datatype=XSD.date)))
     g.add((ds, DCT.modified, Literal(rec["generated"][:10], datatype=XSD.date)))
-    lang = bundle.resolve(f"EU-LANG:{ {'en': 'ENG', 'eng': 'ENG', 'fr': 'FRA', 'es': 'SPA', 'de': 'DEU'}.get(d.get('language', 'en'), 'ENG')}")
+    lang_code = {"en": "ENG", "eng": "ENG", "fr": "FRA", "es": "SPA", "de": "DEU"}.get(d.get("language", "en"), "ENG")
+    lang = bundle.resolve(f"EU-LANG:{lang_code}")
     if lang is not None:
         g.add((ds, DCT.language, URIRef(lang.uri)))
         g.add((URIRef(lang.uri), RDF.type, DCT.LinguisticSystem))
@@ -242,6 +244,7 @@ def build_dcat(rec: dict[str, Any], files: dict[str, dict[str, Any]] | None = No
             g.add((act, PROV.endedAtTime, Literal(f"{_full_date(span['end'], end=True)}T23:59:59Z",
                                                   datatype=XSD.dateTime)))
     # spatial
+    loc: Any
     for a in rec["sea_areas"]:
         loc = URIRef(a["uri"])
         g.add((ds, DCT.spatial, loc))
@@ -802,13 +805,15 @@ def build_readme(rec: dict[str, Any]) -> str:
               f"| images | {facts.get('images')} |", f"| annotations | {facts.get('annotations')} |",
               f"| classes | {len(facts.get('classes') or [])} |",
               f"| splits | {', '.join(f'{k}: {v}' for k, v in (facts.get('splits') or {}).items())} |",
-              f"| annotation kinds | {', '.join(f'{k}: {v}' for k, v in (facts.get('annotation_kinds') or {}).items())} |",
-              "| image formats | " + ", ".join(f"{k}: {v['count']}" for k, v in (facts.get("image_formats") or {}).items())
-              + " |"]
+              "| annotation kinds | " + ", ".join(f"{k}: {v}" for k, v in (facts.get("annotation_kinds") or {}).items())
+              + " |",
+              "| image formats | " + ", ".join(f"{k}: {v['count']}"
+                                              for k, v in (facts.get("image_formats") or {}).items()) + " |"]
     sz = facts.get("image_sizes") or {}
     if sz:
         lines.append(f"| image size (w×h, median) | {sz['width']['median']:.0f}×{sz['height']['median']:.0f} "
-                     f"(min {sz['width']['min']}×{sz['height']['min']}, max {sz['width']['max']}×{sz['height']['max']}) |")
+                     f"(min {sz['width']['min']}×{sz['height']['min']}, "
+                     f"max {sz['width']['max']}×{sz['height']['max']}) |")
     lines.append(f"| licence | {lic.spdx if lic else d.get('license')} |")
     for key, title in (("instrument", "instrument"), ("instrument_category", "instrument type"),
                        ("platform", "platform")):

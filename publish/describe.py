@@ -333,7 +333,7 @@ def _sites_bbox(sites: list[dict[str, Any]]) -> list[float] | None:
 
 def file_info(path: Path, name: str | None = None) -> dict[str, Any]:
     """Name, byte size, SHA-256, MD5 and media type of a file (the distribution facts)."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - MD5 is what Zenodo reports
+    sha, md5 = hashlib.sha256(), hashlib.md5()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             sha.update(chunk)
@@ -362,7 +362,8 @@ def write_annotations_csv(ds: Any, taxa: list[dict[str, Any]], path: Path) -> No
             box = [v if v is not None and v == v else None for v in (x, y, bw, bh)]
             fmt = ["" if v is None else f"{v:.2f}" for v in box]
             w.writerow([files[r] if r is not None else "", (splits[r] if r is not None else "") or "", label,
-                        uri.get(label, ""), kind, *fmt, " ".join(fmt) if all(box_v is not None for box_v in box) else ""])
+                        uri.get(label, ""), kind, *fmt,
+                        " ".join(fmt) if all(box_v is not None for box_v in box) else ""])
 
 
 def describe(src: str | os.PathLike[str] | None, meta: str | os.PathLike[str], out: str | os.PathLike[str], *,

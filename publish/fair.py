@@ -289,7 +289,9 @@ def oai_dc_rows(inp_md: dict[str, Any], files: list[str], doi: str | None) -> li
     elif md.get("license"):
         add("rights", md["license"])
     access = md.get("access_right", "open")
-    add("rights", f"info:eu-repo/semantics/{ {'open': 'openAccess', 'embargoed': 'embargoedAccess', 'restricted': 'restrictedAccess', 'closed': 'closedAccess'}.get(access, 'openAccess')}")
+    token = {"open": "openAccess", "embargoed": "embargoedAccess", "restricted": "restrictedAccess",
+             "closed": "closedAccess"}.get(access, "openAccess")
+    add("rights", f"info:eu-repo/semantics/{token}")
     add("type", "info:eu-repo/semantics/other")
     add("publisher", "Zenodo")
     add("language", md.get("language"))
@@ -366,7 +368,8 @@ def _fair_eva(inp: _Input) -> dict[str, tuple[float, str, str, bool]]:
     a13 = (100.0, f"landing page links downloadable files in supported formats ({', '.join(data_files[:3])})",
            "") if open_files else (0.0, "no open file in a format FAIR EVA's oai_pmh config knows "
                                    f"({' '.join(SUPPORTED_DATA_FORMATS)})",
-                                   "deposit openly at least one file in such a format (describe writes annotations.csv)")
+                                   "deposit openly at least one file in such a format "
+                                   "(describe writes annotations.csv)")
     for i in ("RDA-A1-03D", "RDA-A1-04D", "RDA-A1.1-01D"):
         r[i] = (*a13, True)
     scheme = API_ENDPOINT.split(":", 1)[0]
@@ -566,11 +569,11 @@ def fair_score(src: str | os.PathLike[str] | dict[str, Any], *, assume_doi: bool
     aq = _aquatic(inp)
     out = []
     for iid, principle, w, what in INDICATORS:
-        pts, why, how, predicted = eva[iid]
+        p, why, how, predicted = eva[iid]
         mx = ZENODO_MAX.get(iid, 100.0)
-        apts, awhy = aq[iid]
-        out.append(Indicator(iid, principle, w, what, round(pts, 2), status_of(pts), why,
-                             how or "already at its maximum", mx, predicted, round(apts, 2), status_of(apts), awhy))
+        ap, awhy = aq[iid]
+        out.append(Indicator(iid, principle, w, what, round(p, 2), status_of(p), why,
+                             how or "already at its maximum", mx, predicted, round(ap, 2), status_of(ap), awhy))
     pts = {i.id: i.points for i in out}
     apts = {i.id: i.aquatic_points for i in out}
     by_p = {p: [i.id for i in out if i.principle == p] for p in "FAIR"}
@@ -586,7 +589,6 @@ def ask_fair_eva(url: str, record_id: str, *, repo: str = "oai_pmh", api_endpoin
     Returns ``{"url", "score", "principles", "indicators": {id: points}}``.
     """
     import requests
-
     from imagine.vocab.http import USER_AGENT
 
     endpoint = url.rstrip("/") + "/v1.0/rda/rda_all"

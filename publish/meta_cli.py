@@ -30,11 +30,13 @@ def _print_findings(findings: list[Finding]) -> None:
 @click.option("--from", "fmt", default=None, help="Format of SRC (detected when omitted).")
 @click.option("--taxa", "mapping", type=click.Path(path_type=Path), help="Mapping file from 'vocab match'.")
 @click.option("--audit", type=click.Path(path_type=Path), help="Audit report JSON.")
-@click.option("--card", "cards", multiple=True, type=click.Path(path_type=Path), help="Benchmark card JSON (repeatable).")
+@click.option("--card", "cards", multiple=True, type=click.Path(path_type=Path),
+              help="Benchmark card JSON (repeatable).")
 @click.option("--manifest", type=click.Path(path_type=Path), help="Split manifest JSON.")
 @click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path),
               help="Conversion / consensus report JSON (repeatable): provenance steps.")
-@click.option("--online", is_flag=True, help="Match class labels against WoRMS/GBIF (default: bundled names and cache).")
+@click.option("--online", is_flag=True,
+              help="Match class labels against WoRMS/GBIF (default: bundled names and cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def describe_cmd(src: Path, meta: Path, out: Path, fmt: str | None, mapping: Path | None, audit: Path | None,
                  cards: tuple[Path, ...], manifest: Path | None, reports: tuple[Path, ...], online: bool,

@@ -65,7 +65,8 @@ def test_offline_matching_uses_bundled_names_and_keeps_non_taxa_unmapped():
     matches, findings = match_labels(["Oblada_melanura", "debris", "multiple objects", "Copepoda", "Dipldus vulgaris",
                                       "jellyfish"], offline=True)
     m = {x.label: x for x in matches}
-    assert m["Oblada_melanura"].accepted_name == "Oblada melanurus" and m["Oblada_melanura"].accepted_aphia_id == 1577363
+    assert m["Oblada_melanura"].accepted_name == "Oblada melanurus"
+    assert m["Oblada_melanura"].accepted_aphia_id == 1577363
     assert m["Oblada_melanura"].name_status == "unaccepted" and "unaccepted" in m["Oblada_melanura"].note
     assert m["debris"].status == m["multiple objects"].status == "non-taxon" and m["debris"].uri is None
     assert m["Copepoda"].lsid == "urn:lsid:marinespecies.org:taxname:1080"
@@ -213,7 +214,8 @@ def test_cli_vocab_match(server, tmp_path, monkeypatch):
     by = {c["label"]: c for c in doc["classes"]}
     assert by["Oblada melanura"]["accepted_name"] == "Oblada melanurus" and by["debris"]["status"] == "non-taxon"
     assert "not an organism" in by["multiple objects"]["note"]
-    r = CliRunner().invoke(main, ["vocab", "match", "Nonexistus nonexistens", "--offline", "-o", str(tmp_path / "x.json")])
+    r = CliRunner().invoke(main, ["vocab", "match", "Nonexistus nonexistens", "--offline",
+                                  "-o", str(tmp_path / "x.json")])
     assert r.exit_code == 1 and "matched no taxon" in r.output
     r = CliRunner().invoke(main, ["vocab", "match", "-o", str(tmp_path / "y.json")])
     assert r.exit_code == 2 and not (tmp_path / "y.json").exists()

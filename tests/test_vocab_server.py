@@ -79,7 +79,7 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                 pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             state.requests.append(self.path)
             u = urlsplit(self.path)
             q = parse_qs(u.query)
@@ -102,7 +102,9 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 doc = NVS.get(path[4:])
                 return self._send(200, doc) if doc else self._send(404, {"detail": "Not Found"})
             if path == "/flaky":
-                return self._send(503, {"error": "busy"}, {"Retry-After": "0"}) if n <= 2 else self._send(200, {"ok": n})
+                if n <= 2:
+                    return self._send(503, {"error": "busy"}, {"Retry-After": "0"})
+                return self._send(200, {"ok": n})
             if path == "/ratelimited":
                 return self._send(429, {"error": "slow down"}, {"Retry-After": "2"}) if n == 1 else \
                     self._send(200, {"ok": n})
@@ -115,7 +117,7 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, b"invalid input")
             return self._send(404, {"detail": "Not Found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             state.requests.append(self.path)
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")

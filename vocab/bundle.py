@@ -95,7 +95,8 @@ def _read(name: str) -> str:
 @cache
 def sources() -> dict[str, Any]:
     """Source, version, retrieval date, licence and attribution of every bundled collection."""
-    return json.loads(_read("SOURCES.json"))  # type: ignore[no-any-return]
+    out: dict[str, Any] = json.loads(_read("SOURCES.json"))
+    return out
 
 
 def normalise_uri(uri: str) -> str:
@@ -113,8 +114,8 @@ def concepts() -> dict[str, Concept]:
     """All bundled concepts by normalised URI."""
     out: dict[str, Concept] = {}
     for row in csv.DictReader(io.StringIO(_read("concepts.csv"))):
-        c = Concept(row["collection"], row["code"], normalise_uri(row["uri"]), row["label"], row["status"] or "accepted",
-                    row.get("note") or "")
+        c = Concept(row["collection"], row["code"], normalise_uri(row["uri"]), row["label"],
+                    row["status"] or "accepted", row.get("note") or "")
         out[c.uri] = c
     for lic in licences().values():
         out[lic.uri] = Concept("SPDX", lic.spdx, lic.uri, lic.name)

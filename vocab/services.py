@@ -41,7 +41,8 @@ class Worms:
                 continue
             if not isinstance(data, list) or len(data) != len(batch):
                 raise RemoteError("WoRMS AphiaRecordsByMatchNames answered an unexpected shape "
-                                  f"(expected a list of {len(batch)} lists)", url=f"{self.base}/AphiaRecordsByMatchNames")
+                                  f"(expected a list of {len(batch)} lists)",
+                                  url=f"{self.base}/AphiaRecordsByMatchNames")
             out.extend([r for r in (item or []) if isinstance(r, dict)] for item in data)
         return out
 

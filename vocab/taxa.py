@@ -131,8 +131,9 @@ def _from_bundle(m: TaxonMatch, t: bundle.Taxon, match_type: str) -> None:
     m.url = f"https://www.marinespecies.org/aphia.php?p=taxdetails&id={t.valid_aphia_id}" if t.valid_aphia_id else None
     notes = []
     if t.status != "accepted":
-        notes.append(f"'{t.name}' is {t.status} in WoRMS" + (f"; accepted name {t.valid_name} ({t.valid_aphia_id})"
-                                                             if t.valid_aphia_id else "; accepted name unknown offline"))
+        accepted = f"; accepted name {t.valid_name} ({t.valid_aphia_id})" if t.valid_aphia_id else \
+            "; accepted name unknown offline"
+        notes.append(f"'{t.name}' is {t.status} in WoRMS{accepted}")
         if not t.valid_aphia_id:
             m.needs_review = True
     if match_type != "exact":
