@@ -1,0 +1,476 @@
+"""DIVE JSON (``dive``): Kitware DIVE's annotation file, version 2 (version 1 is read too).
+
+``{"version": 2, "tracks": {id: {id, meta, attributes, confidencePairs, begin, end, features:
+[{frame, bounds: [x1, y1, x2, y2], keyframe, interpolate, geometry, head, tail, fishLength,
+attributes, notes}]}}, "groups": {...}}``. Each feature becomes one annotation, in the shape the
+VIAME CSV reader gives (see :mod:`.viame`): ``track_id`` = the track id, the class list of the
+track on every feature (``score`` = its top score: DIVE keeps no per-feature confidence), the
+track attributes in ``attributes.track_attributes``, ``fishLength`` → ``attributes.length``,
+GeoJSON ``Point`` features keyed ``head``/``tail``/any name → keypoints, ``Polygon`` features →
+polygon rings (the closing point GeoJSON repeats is dropped; the writer closes rings again),
+``LineString`` features other than the derived ``HeadTails`` one → ``polyline``; group ids from
+``groups``.
+
+**Rotation.** DIVE stores it in ``feature.attributes.rotation``, radians, about the centre of
+``bounds``, which is the *unrotated* box. DIVE's documentation calls it counter-clockwise (GeoJS'
+y-up view) but applies ``x' = x cos r - y sin r, y' = x sin r + y cos r`` to pixel coordinates
+(y down), which is exactly our ``rbox`` rotation (:func:`imagine.curate.geometry.rbox_corners`,
+clockwise on screen). So ``angle_degrees = degrees(rotation)``, no sign flip; the writer picks
+the float ``r`` whose ``degrees(r)`` is the model's angle exactly.
+
+**Frames and file names.** DIVE refers to frames, not files. Image names come, in this order,
+from the ``images=[...]`` read option, DIVE's ``meta.json`` beside the file
+(``originalImageFiles``), the image files in the same folder sorted as DIVE sorts them (natural
+order); otherwise frame ``N`` is named ``frameNNNNNN`` (reported). Every listed image becomes an
+image row, annotated or not. The writer puts ``meta.json`` (image names, fps, attribute
+definitions) beside the annotation file when it writes a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, dump_json, safe_join
+from imagine.schemas import validate
+
+from ..model import Dataset
+from . import Format, ReadContext, WriteContext, register
+from .viame import (
+    Detection,
+    ImageRef,
+    build_dataset,
+    dataset_detections,
+    report_categories,
+    resolve_sizes,
+)
+
+__all__ = ["to_dive", "attribute_definitions", "read", "write", "detect", "check"]
+
+FILE_NAME = "annotations.dive.json"
+META_NAME = "meta.json"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``img2`` before ``img10`` (DIVE's strNumericCompare)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc.reason}", file=path, place=f"byte {exc.start}") from None
+    except OSError as exc:
+        raise InputError(f"unreadable: {exc.strerror}", file=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", file=path,
+                         place=f"line {exc.lineno}, column {exc.colno}") from None
+
+
+def _normalise(doc: Any) -> Any:
+    """Version-1 files are the tracks object itself; wrap them as version 2."""
+    if isinstance(doc, dict) and "tracks" not in doc and doc and all(
+            isinstance(v, dict) and "features" in v for v in doc.values()):
+        return {"version": 1, "tracks": doc, "groups": {}}
+    return doc
+
+
+def _json_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    cands = sorted(path.glob("*.dive.json")) or sorted(p for p in path.glob("*.json")
+                                                       if p.name != META_NAME and _detect_file(p))
+    if len(cands) != 1:
+        raise InputError(f"expected one DIVE JSON file in the folder, found {len(cands)}", file=path)
+    return cands[0]
+
+
+def _ring(coords: Sequence[Sequence[float]]) -> list[float]:
+    pts = [list(map(float, p[:2])) for p in coords]
+    if len(pts) > 3 and pts[0] == pts[-1]:
+        pts = pts[:-1]
+    return [v for p in pts for v in p]
+
+
+def feature_detection(track: dict[str, Any], feat: dict[str, Any], image: int, tid: int,
+                      group: int | None) -> Detection:
+    """One DIVE feature (of ``track``) → a Detection."""
+    pairs = [(str(c), float(s)) for c, s in track.get("confidencePairs") or []]
+    top = max((s for _, s in pairs), default=None)
+    x1, y1, x2, y2 = (float(v) for v in feat["bounds"])
+    d = Detection(image=image, track_id=tid, box=(x1, y1, x2, y2), confidence=top, pairs=pairs, group_id=group)
+    attrs = dict(feat.get("attributes") or {})
+    rot = attrs.get("rotation")
+    if isinstance(rot, int | float) and not isinstance(rot, bool) and math.isfinite(rot):
+        d.rotation = float(rot)
+        del attrs["rotation"]
+    d.attributes = attrs
+    d.track_attributes = dict(track.get("attributes") or {})
+    d.notes = [str(n) for n in feat.get("notes") or []]
+    if feat.get("fishLength") is not None:
+        d.length = float(feat["fishLength"])
+    geo = feat.get("geometry") or {}
+    seen_kp: set[str] = set()
+    for gf in geo.get("features") or []:
+        g = gf.get("geometry") or {}
+        key = str((gf.get("properties") or {}).get("key", ""))
+        t = g.get("type")
+        c: Any = g.get("coordinates") or []
+        if t == "Point":
+            d.keypoints.append((key, float(c[0]), float(c[1])))
+            seen_kp.add(key)
+        elif t == "Polygon":
+            d.polygons.append([_ring(r) for r in c])
+        elif t == "LineString" and key != "HeadTails":
+            d.lines.append([float(v) for p in c for v in p[:2]])
+    for key in ("head", "tail"):
+        if feat.get(key) is not None and key not in seen_kp:
+            d.keypoints.append((key, float(feat[key][0]), float(feat[key][1])))
+    if feat.get("keyframe") is False:
+        d.extra["keyframe"] = False
+    if feat.get("interpolate") is True:
+        d.extra["interpolate"] = True
+    if track.get("meta"):
+        d.extra["track_meta"] = track["meta"]
+    return d
+
+
+def _image_names(src: Path, ctx: ReadContext) -> tuple[list[str] | None, dict[str, Any]]:
+    opt = ctx.options.get("images")
+    meta_path = src.parent / META_NAME
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        m = _load_json(meta_path)
+        if isinstance(m, dict):
+            meta = m
+    if opt is not None:
+        if not isinstance(opt, list) or not all(isinstance(n, str) for n in opt):
+            raise InputError("the images option must be a list of file names in frame order", file=src)
+        return list(opt), meta
+    files = meta.get("originalImageFiles")
+    if isinstance(files, list) and files and all(isinstance(n, str) for n in files):
+        return list(files), meta
+    found = [p.name for p in src.parent.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if found:
+        return sorted(found, key=natural_key), meta
+    return None, meta
+
+
+def read(path: Path, ctx: ReadContext) -> Dataset:
+    """Read a DIVE JSON file (or a folder holding one, with DIVE's meta.json and images)."""
+    src = _json_file(path)
+    root = src.parent.resolve()
+    doc = _normalise(_load_json(src))
+    findings = validate(doc, "dive", file=str(src), max_errors=1)
+    if findings:
+        f = findings[0]
+        raise InputError(f"not a DIVE annotation file: {f.message}", file=src, place=f.place)
+    names, meta = _image_names(src, ctx)
+    info: dict[str, Any] = {"root": str(root)}
+    if isinstance(meta.get("fps"), int | float):
+        info["fps"] = float(meta["fps"])
+    tracks: dict[str, Any] = doc["tracks"]
+    group_of: dict[tuple[int, int], int] = {}  # (track, frame) -> group id
+    dive_groups: dict[str, Any] = {}
+    for gkey, g in (doc.get("groups") or {}).items():
+        gid = int(g.get("id", gkey))
+        keep = {k: g[k] for k in ("confidencePairs", "attributes", "meta") if g.get(k)}
+        if keep:
+            dive_groups[str(gid)] = keep
+        for tkey, member in (g.get("members") or {}).items():
+            for b, e in member.get("ranges") or []:
+                for fr in range(int(b), int(e) + 1):
+                    group_of[(int(tkey), fr)] = gid
+    if dive_groups:
+        info["dive_groups"] = dive_groups
+    frames_used = sorted({int(f["frame"]) for t in tracks.values() for f in t["features"]})
+    images: list[ImageRef] = []
+    index: dict[int, int] = {}
+    if names is not None:
+        for fr, n in enumerate(names):
+            if n:
+                safe_join(root, n, source=src, place=f"image list entry {fr}")
+                index[fr] = len(images)
+                images.append(ImageRef(n, fr))
+    missing = [fr for fr in frames_used if fr not in index]
+    if missing:
+        ctx.report.add_many("frame-names-assigned", "DIVE JSON holds frame numbers, not file names; frames "
+                            "without a known image were named frameNNNNNN (pass images=[...] or keep DIVE's "
+                            "meta.json or the images beside the file)", [f"frame {m}" for m in missing],
+                            len(missing))
+        for fr in missing:
+            images.append(ImageRef(f"frame{fr:06d}", fr))
+        order = sorted(range(len(images)), key=lambda j: images[j].frame or 0)
+        images = [images[j] for j in order]
+        index = {im.frame: j for j, im in enumerate(images) if im.frame is not None}
+    dets: list[Detection] = []
+    for tkey, track in tracks.items():
+        tid = int(track.get("id", tkey))
+        feats = track["features"]
+        for k, feat in enumerate(feats):
+            fr = int(feat["frame"])
+            if feat.get("interpolate") is True and k < len(feats) - 1:
+                ctx.report.add("interpolation-not-expanded", "interpolated frames between keyframes are not "
+                               "expanded; only the stored keyframes are read", f"track {tid} frame {fr}")
+            dets.append(feature_detection(track, feat, index[fr], tid, group_of.get((tid, fr))))
+    if ctx.options.get("sizes", True):
+        resolve_sizes(images, root, ctx.report)
+    return build_dataset(images, dets, info, ctx.report)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def _closed(ring: Sequence[float]) -> list[list[float]]:
+    pts = [[float(ring[i]), float(ring[i + 1])] for i in range(0, len(ring) - 1, 2)]
+    if pts and pts[0] != pts[-1]:
+        pts.append(list(pts[0]))
+    return pts
+
+
+def feature_of(d: Detection, frame: int, report: ConversionReport, aid: object) -> dict[str, Any]:
+    """A Detection as a DIVE feature (frame given)."""
+    x1, y1, x2, y2 = d.box
+    f: dict[str, Any] = {"frame": frame, "keyframe": bool(d.extra.get("keyframe", True)),
+                         "interpolate": bool(d.extra.get("interpolate", False)), "bounds": [x1, y1, x2, y2]}
+    geo: list[dict[str, Any]] = []
+    kp = {n: (x, y) for n, x, y in d.keypoints}
+    for n, x, y in d.keypoints:
+        geo.append({"type": "Feature", "properties": {"key": n}, "geometry": {"type": "Point", "coordinates": [x, y]}})
+    if "head" in kp:
+        f["head"] = list(kp["head"])
+    if "tail" in kp:
+        f["tail"] = list(kp["tail"])
+    if "head" in kp and "tail" in kp:
+        geo.append({"type": "Feature", "properties": {"key": "HeadTails"},
+                    "geometry": {"type": "LineString", "coordinates": [list(kp["head"]), list(kp["tail"])]}})
+    for k, poly in enumerate(d.polygons):
+        geo.append({"type": "Feature", "properties": {"key": "" if k == 0 else str(k)},
+                    "geometry": {"type": "Polygon", "coordinates": [_closed(r) for r in poly]}})
+    for k, line in enumerate(d.lines):
+        geo.append({"type": "Feature", "properties": {"key": "" if k == 0 else str(k)},
+                    "geometry": {"type": "LineString",
+                                 "coordinates": [[line[i], line[i + 1]] for i in range(0, len(line) - 1, 2)]}})
+    if geo:
+        f["geometry"] = {"type": "FeatureCollection", "features": geo}
+    if d.length is not None:
+        if d.length > 0:
+            f["fishLength"] = d.length
+        else:
+            report.add("length-dropped", "DIVE keeps only positive fish lengths", aid)
+    attrs: dict[str, Any] = {}
+    for name, v in d.attributes.items():
+        if isinstance(v, bool | int | float | str) and not (isinstance(v, float) and not math.isfinite(v)):
+            attrs[name] = v
+        else:
+            report.add("attributes-dropped", "DIVE attribute values are booleans, numbers or text", aid)
+    if d.rotation is not None:
+        attrs["rotation"] = d.rotation
+    if attrs:
+        f["attributes"] = attrs
+    if d.notes:
+        f["notes"] = list(d.notes)
+    if d.mask is not None:
+        report.add("mask-reference-dropped", "DIVE has no place for a (mask) image reference", aid)
+    if d.extra.get("viame_tokens"):
+        report.add("attributes-dropped", "unknown VIAME tokens have no place in DIVE", aid)
+    return f
+
+
+def _sorted_pairs(pairs: Sequence[tuple[str, float]]) -> list[list[Any]]:
+    return [[c, s] for c, s in sorted(pairs, key=lambda p: p[1], reverse=True)]
+
+
+def attribute_definitions(dets: Sequence[Detection]) -> dict[str, dict[str, Any]]:
+    """DIVE's attribute definitions (``meta.json`` ``attributes``) inferred from the values, as DIVE does.
+
+    Each value counts once per detection; the type is ``number`` when every value parses as a
+    number, ``boolean`` when every value is true/false, else ``text``; text attributes whose every
+    value occurs at least 3 times get the list of ``values``.
+    """
+    defs: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, int]] = {}
+
+    def add(belongs: str, name: str, val: Any) -> None:
+        if val is None or isinstance(val, dict | list):
+            return
+        key = f"{belongs}_{name}"
+        text = str(val)
+        if key not in defs:
+            defs[key] = {"belongs": belongs, "datatype": "text", "name": name, "key": key}
+            counts[key] = {}
+        counts[key][text] = counts[key].get(text, 0) + 1
+
+    for d in dets:
+        for k, v in d.track_attributes.items():
+            add("track", k, v)
+        for k, v in d.attributes.items():
+            add("detection", k, v)
+    for key, vals in counts.items():
+        kind = "number"
+        low = 3
+        for text, n in vals.items():
+            low = min(low, n)
+            if kind == "number":
+                try:
+                    float(text)
+                except ValueError:
+                    kind = "boolean"
+            if kind == "boolean" and text not in ("True", "False"):
+                kind = "text"
+        if low >= 3 and kind == "text":
+            defs[key]["values"] = list(vals)
+        defs[key]["datatype"] = kind
+    return defs
+
+
+def to_dive(ds: Dataset, report: ConversionReport) -> tuple[dict[str, Any], dict[str, Any], list[ImageRef]]:
+    """The dataset as a DIVE annotation document, its meta.json content and the image list."""
+    images, dets = dataset_detections(ds, report, "dive")
+    report_categories(ds, dets, report, "dive")
+    by_track: dict[int, list[int]] = {}
+    for k, d in enumerate(dets):
+        by_track.setdefault(int(d.track_id or 0), []).append(k)
+    aid = ds.annotations.column("id").to_pylist()
+    tracks: dict[str, Any] = {}
+    group_members: dict[int, dict[int, list[int]]] = {}
+    for tid, ks in by_track.items():
+        ks = sorted(ks, key=lambda k: images[dets[k].image].frame or 0)
+        last = dets[ks[-1]]
+        if last.pairs:
+            pairs = _sorted_pairs(last.pairs)
+        else:
+            pairs = [["unknown", last.confidence if last.confidence is not None else 1.0]]
+            report.add("category-unknown-added", "annotations without a class get DIVE's 'unknown' class", tid)
+        top = max(s for _, s in pairs)
+        track_attrs: dict[str, Any] = {}
+        for k in ks:
+            track_attrs.update(dets[k].track_attributes)
+        feats = []
+        for k in ks:
+            d = dets[k]
+            ex = aid[k] if k < len(aid) else k
+            mine = _sorted_pairs(d.pairs)
+            if d.pairs and [c for c, _ in mine] != [c for c, _ in pairs]:
+                report.add("confidence-pairs-dropped", "DIVE keeps one class list per track (its last state's); "
+                           "other states' classes and scores were dropped", ex)
+            elif (d.pairs and mine != pairs) or d.confidence != top:
+                report.add("score-dropped", "DIVE keeps no per-detection confidence; the track's top score "
+                           "stands for it", ex)
+            if d.track_attributes != track_attrs:
+                report.add("track-attributes-merged", "track attributes given on some states only were merged "
+                           "onto the whole track", ex)
+            frame = images[d.image].frame or 0
+            feats.append(feature_of(d, frame, report, ex))
+            if d.group_id is not None:
+                group_members.setdefault(int(d.group_id), {}).setdefault(tid, []).append(frame)
+        t: dict[str, Any] = {"id": tid, "meta": last.extra.get("track_meta") or {}, "attributes": track_attrs,
+                             "confidencePairs": pairs, "features": feats,
+                             "begin": min(f["frame"] for f in feats), "end": max(f["frame"] for f in feats)}
+        tracks[str(tid)] = t
+    saved = ds.info.get("dive_groups") or {}
+    groups: dict[str, Any] = {}
+    for gid, members in group_members.items():
+        g: dict[str, Any] = {"id": gid, "members": {}, "confidencePairs": [], "attributes": {}, "meta": {}}
+        g.update(saved.get(str(gid)) or {})
+        frames: list[int] = []
+        for tid, frs in members.items():
+            frs = sorted(set(frs))
+            frames += frs
+            ranges, start, prev = [], frs[0], frs[0]
+            for fr in frs[1:]:
+                if fr != prev + 1:
+                    ranges.append([start, prev])
+                    start = fr
+                prev = fr
+            ranges.append([start, prev])
+            g["members"][str(tid)] = {"ranges": ranges}
+        g["begin"], g["end"] = min(frames), max(frames)
+        groups[str(gid)] = g
+    doc = {"version": 2, "tracks": tracks, "groups": groups}
+    meta: dict[str, Any] = {"version": 1, "type": "image-sequence", "name": ds.info.get("name") or "imagine"}
+    if ds.info.get("fps") is not None:
+        meta["fps"] = ds.info["fps"]
+    if any(im.timestamp is not None for im in images):
+        report.add("timestamp-dropped", "DIVE image sequences have no per-frame timestamps",
+                   count=sum(im.timestamp is not None for im in images))
+    frames = [im.frame if im.frame is not None else 0 for im in images]
+    if images:
+        names = [""] * (max(frames) + 1)
+        for im, fr in zip(images, frames, strict=True):
+            if names[fr] and names[fr] != im.file_name:
+                report.add("image-dropped", "two images share a frame number; DIVE keeps one file per frame",
+                           im.file_name)
+                continue
+            names[fr] = im.file_name
+        meta["originalImageFiles"] = names
+    meta["attributes"] = attribute_definitions(dets)
+    return doc, meta, images
+
+
+def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
+    """Write ``annotations.dive.json`` and DIVE's ``meta.json`` (image names, fps, attributes), images beside."""
+    doc, meta, images = to_dive(ds, ctx.report)
+    names = meta.get("originalImageFiles") or []
+    if ctx.single_file and any(n and n != f"frame{fr:06d}" for fr, n in enumerate(names)):
+        ctx.report.add("image-names-dropped", "a lone DIVE JSON file refers to frames only; write to a folder to "
+                       "keep the image names in meta.json", count=sum(1 for n in names if n))
+    with atomic_write(out / FILE_NAME) as fh:
+        json.dump(doc, fh, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+    dump_json(meta, out / META_NAME)
+    if ctx.images != "none":
+        for im in images:
+            if im.timestamp is None:
+                ctx.put_image(im.file_name, safe_join(out, im.file_name))
+
+
+# ------------------------------------------------------------------------------------------ detect / check
+
+
+def _detect_file(path: Path) -> int:
+    if not path.name.lower().endswith(".json"):
+        return 0
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536).decode("utf-8", "ignore")
+    except OSError:
+        return 0
+    if '"tracks"' in head and ('"features"' in head or '"confidencePairs"' in head or "\"tracks\": {}" in head):
+        return 95 if path.name.lower().endswith(".dive.json") else 90
+    if path.name.lower().endswith(".dive.json"):
+        return 70
+    return 0
+
+
+def detect(path: Path) -> int:
+    """90-95 for a JSON file whose content has DIVE's tracks/features keys (or a folder holding one)."""
+    if path.is_dir():
+        c = [p for p in path.glob("*.json") if p.name != META_NAME and _detect_file(p)]
+        return 85 if len(c) == 1 else 0
+    return _detect_file(path)
+
+
+def check(path: Path) -> list[Finding]:
+    """Structural check: the DIVE JSON Schema, every finding with its JSON pointer."""
+    src = _json_file(path)
+    try:
+        doc = _normalise(_load_json(src))
+    except InputError as exc:
+        return [Finding("malformed", exc.message, file=str(src), place=exc.place)]
+    return validate(doc, "dive", file=str(src))
+
+
+register(Format("dive", "Kitware DIVE JSON (tracks, rotated boxes, polygons, head/tail points)", read, write,
+                detect, file_name=FILE_NAME, check=check))
