@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from imagine.kernel import Finding, InputError, atomic_dir, progress, safe_join
+from imagine.kernel import Finding, InputError, RemoteError, atomic_dir, progress, safe_join
 from imagine.schemas import validate as schema_validate
 from imagine.vocab import bundle
+from imagine.vocab.bundle import Concept
+from imagine.vocab.services import NVS_URL, Nvs
 from imagine.vocab.taxa import TaxonMatch, match_labels, read_mapping
 
 __all__ = ["check_description", "load_description", "orcid_ok", "dataset_facts", "build_record", "describe",
@@ -89,13 +91,13 @@ def load_description(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-def resolve_ref(ref: Any) -> dict[str, str]:
+def resolve_ref(ref: Any, known: dict[str, Concept] | None = None) -> dict[str, str]:
     """A vocabulary reference (URI, URN, COLLECTION:CODE or {uri,label}) as {uri, label, urn?, collection?}."""
     if isinstance(ref, dict):
         uri, label = str(ref.get("uri", "")), str(ref.get("label", ""))
     else:
         uri, label = str(ref), ""
-    c = bundle.resolve(uri)
+    c = bundle.resolve(uri) or (known or {}).get(bundle.normalise_uri(uri))
     if c is not None:
         out = {"uri": c.uri, "label": label or c.label, "collection": c.collection, "status": c.status}
         if c.urn:
@@ -104,8 +106,13 @@ def resolve_ref(ref: Any) -> dict[str, str]:
     return {"uri": bundle.normalise_uri(uri), "label": label or uri}
 
 
-def check_description(doc: dict[str, Any], *, file: str | None = None, text: str | None = None) -> list[Finding]:
-    """Every problem of a description at once: schema, licence, ORCIDs, vocabulary references, dates."""
+def check_description(doc: dict[str, Any], *, file: str | None = None, text: str | None = None,
+                      nvs: Nvs | None = None, known: dict[str, Concept] | None = None) -> list[Finding]:
+    """Every problem of a description at once: schema, licence, ORCIDs, vocabulary references, dates.
+
+    With ``nvs`` (online), NVS URIs that are not bundled are looked up; found concepts go into ``known``.
+    """
+    known = known if known is not None else {}
     findings = schema_validate(doc, "dataset-description", file=file)
     for f in findings:
         f.code = "description-schema"
@@ -128,10 +135,10 @@ def check_description(doc: dict[str, Any], *, file: str | None = None, text: str
                                             place=f"/{key}/{i}/orcid"))
     for key in ("instrument", "instrument_category", "platform"):
         if key in doc:
-            findings.extend(_check_ref(doc[key], f"/{key}", file))
+            findings.extend(_check_ref(doc[key], f"/{key}", file, nvs, known))
     for key in ("parameters", "units", "sea_areas"):
         for i, ref in enumerate(doc.get(key) or []):
-            findings.extend(_check_ref(ref, f"/{key}/{i}", file))
+            findings.extend(_check_ref(ref, f"/{key}/{i}", file, nvs, known))
     for i, theme in enumerate(doc.get("themes") or []):
         if isinstance(theme, str) and bundle.resolve(f"EU-THEME:{theme}") is None:
             findings.append(Finding("vocab-unknown", f"{theme!r} is not an EU data-theme code (ENVI, TECH, AGRI, ...)",
@@ -150,11 +157,23 @@ def check_description(doc: dict[str, Any], *, file: str | None = None, text: str
     return findings
 
 
-def _check_ref(ref: Any, place: str, file: str | None) -> list[Finding]:
+def _check_ref(ref: Any, place: str, file: str | None, nvs: Nvs | None = None,
+               known: dict[str, Concept] | None = None) -> list[Finding]:
     uri = ref.get("uri") if isinstance(ref, dict) else ref
     if not isinstance(uri, str):
         return []
     c = bundle.resolve(uri)
+    if c is None and nvs is not None and "vocab.nerc.ac.uk/collection/" in uri:
+        try:
+            c = nvs.concept(uri)
+        except RemoteError as exc:
+            return [Finding("vocab-service", f"NVS look-up of {uri} failed ({exc.message}); published as given",
+                            "warning", file=file, place=place)]
+        if c is None:
+            return [Finding("vocab-unknown", f"{uri} is not an NVS concept (NVS answered 404). Fix: check the "
+                            "collection and code", file=file, place=place)]
+        if known is not None:
+            known[c.uri] = c
     if c is None:
         if uri.startswith(("http://", "https://", "urn:")):
             return [Finding("vocab-not-bundled", f"{uri} is not in the bundled vocabularies; it is published as "
@@ -260,14 +279,16 @@ def _read_json(path: str | os.PathLike[str], what: str) -> Any:
 
 
 def _taxa(labels: list[str], desc: dict[str, Any], mapping: str | os.PathLike[str] | None,
-          online: bool, http: Any) -> tuple[list[TaxonMatch], list[Finding]]:
+          online: bool, http: Any, worms_url: str | None = None, gbif_url: str | None = None
+          ) -> tuple[list[TaxonMatch], list[Finding]]:
     findings: list[Finding] = []
     if mapping is not None:
         known = {m.label: m for m in read_mapping(mapping)}
         matches = [known.get(lab) or TaxonMatch(label=lab, status="unmatched", note="not in the mapping file")
                    for lab in labels]
     else:
-        matches, findings = match_labels(labels, offline=not online, http=http)
+        urls = {k: v for k, v in (("worms_url", worms_url), ("gbif_url", gbif_url)) if v}
+        matches, findings = match_labels(labels, offline=not online, http=http, **urls)
     overrides = {t["label"]: t for t in desc.get("taxa") or [] if isinstance(t, dict) and "label" in t}
     for i, m in enumerate(matches):
         o = overrides.get(m.label)
@@ -294,7 +315,8 @@ def _taxa(labels: list[str], desc: dict[str, Any], mapping: str | os.PathLike[st
 def build_record(desc: dict[str, Any], facts: dict[str, Any], *, taxa: list[TaxonMatch] | None = None,
                  audit: dict[str, Any] | None = None, cards: list[dict[str, Any]] | None = None,
                  manifest: dict[str, Any] | None = None, reports: list[dict[str, Any]] | None = None,
-                 data_files: list[dict[str, Any]] | None = None, source_format: str | None = None) -> dict[str, Any]:
+                 data_files: list[dict[str, Any]] | None = None, source_format: str | None = None,
+                 known: dict[str, Concept] | None = None) -> dict[str, Any]:
     """The merged record every metadata writer reads: description + dataset facts + taxa + reports."""
     lic = bundle.licence(str(desc.get("license", ""))) if desc.get("license") else None
     span = dict(desc.get("time_span") or {}) or dict(facts.get("time_span") or {})
@@ -303,12 +325,13 @@ def build_record(desc: dict[str, Any], facts: dict[str, Any], *, taxa: list[Taxo
         "facts": facts,
         "licence": lic,
         "taxa": [m.to_dict() for m in (taxa or [])],
-        "instrument": resolve_ref(desc["instrument"]) if desc.get("instrument") else None,
-        "instrument_category": resolve_ref(desc["instrument_category"]) if desc.get("instrument_category") else None,
-        "platform": resolve_ref(desc["platform"]) if desc.get("platform") else None,
-        "parameters": [resolve_ref(r) for r in desc.get("parameters") or []],
-        "units": [resolve_ref(r) for r in desc.get("units") or []],
-        "sea_areas": [resolve_ref(r) for r in desc.get("sea_areas") or []],
+        "instrument": resolve_ref(desc["instrument"], known) if desc.get("instrument") else None,
+        "instrument_category": (resolve_ref(desc["instrument_category"], known) if desc.get("instrument_category")
+                                else None),
+        "platform": resolve_ref(desc["platform"], known) if desc.get("platform") else None,
+        "parameters": [resolve_ref(r, known) for r in desc.get("parameters") or []],
+        "units": [resolve_ref(r, known) for r in desc.get("units") or []],
+        "sea_areas": [resolve_ref(r, known) for r in desc.get("sea_areas") or []],
         "themes": [resolve_ref(f"EU-THEME:{t}") for t in desc.get("themes") or []],
         "time_span": span or None,
         "bbox": desc.get("bbox") or facts.get("bbox") or _sites_bbox(desc.get("sites") or []),
@@ -366,11 +389,21 @@ def write_annotations_csv(ds: Any, taxa: list[dict[str, Any]], path: Path) -> No
                         " ".join(fmt) if all(box_v is not None for box_v in box) else ""])
 
 
+def _publishable_modes(folder: Path) -> None:
+    """Temporary files are private (0600); the metadata is meant to be read: 0644 files, 0755 folder (umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o755 & ~mask)
+    for p in folder.iterdir():
+        p.chmod(0o644 & ~mask)
+
+
 def describe(src: str | os.PathLike[str] | None, meta: str | os.PathLike[str], out: str | os.PathLike[str], *,
              fmt: str | None = None, dataset: Any = None, mapping: str | os.PathLike[str] | None = None,
              audit: str | os.PathLike[str] | None = None, cards: list[str | os.PathLike[str]] | None = None,
              manifest: str | os.PathLike[str] | None = None, reports: list[str | os.PathLike[str]] | None = None,
-             online: bool = False, http: Any = None, checksums: bool = True) -> DescribeResult:
+             online: bool = False, http: Any = None, checksums: bool = True, nvs_url: str = NVS_URL,
+             worms_url: str | None = None, gbif_url: str | None = None) -> DescribeResult:
     """Read the dataset and the description, merge them and write the metadata files into ``out``.
 
     Nothing is written when the description has errors (the result carries the findings); the
@@ -379,7 +412,13 @@ def describe(src: str | os.PathLike[str] | None, meta: str | os.PathLike[str], o
     meta_p = Path(meta)
     desc = load_description(meta_p)
     text = meta_p.read_text("utf-8")
-    findings = check_description(desc, file=str(meta_p), text=text)
+    known: dict[str, Concept] = {}
+    if online and http is None:
+        from imagine.vocab.http import HttpClient
+
+        http = HttpClient()
+    findings = check_description(desc, file=str(meta_p), text=text, nvs=Nvs(http, nvs_url) if online else None,
+                                 known=known)
     if any(f.severity == "error" for f in findings):
         return DescribeResult(record={"description": desc}, out=None, findings=findings)
     if dataset is None:
@@ -392,7 +431,7 @@ def describe(src: str | os.PathLike[str] | None, meta: str | os.PathLike[str], o
     root = ds.info.get("root") or src
     facts = dataset_facts(ds, root, checksums=checksums and root is not None)
     labels = list(ds.category_names().values())
-    taxa, tfind = _taxa(labels, desc, mapping, online, http)
+    taxa, tfind = _taxa(labels, desc, mapping, online, http, worms_url, gbif_url)
     findings += tfind
     audit_doc = _read_json(audit, "audit report") if audit else None
     card_docs = [_read_json(c, "benchmark card") for c in cards or []]
@@ -413,11 +452,13 @@ def describe(src: str | os.PathLike[str] | None, meta: str | os.PathLike[str], o
         findings.append(Finding("manifest-mismatch", "the split manifest given does not match the dataset's files "
                                 "(its hash differs)", "warning", file=str(manifest)))
     record = build_record(desc, facts, taxa=taxa, audit=audit_doc, cards=card_docs, manifest=manifest_doc,
-                          reports=report_docs, data_files=data_files, source_format=fmt or ds.info.get("source_format"))
+                          reports=report_docs, data_files=data_files, source_format=fmt or ds.info.get("source_format"),
+                          known=known)
     from .dcat import write_outputs
 
     out_p = Path(out)
     with atomic_dir(out_p) as tmp:
         write_annotations_csv(ds, record["taxa"], tmp / "annotations.csv")
         files = write_outputs(record, tmp)
+        _publishable_modes(tmp)
     return DescribeResult(record=record, out=out_p, files=files, findings=findings)

@@ -37,16 +37,21 @@ def _print_findings(findings: list[Finding]) -> None:
               help="Conversion / consensus report JSON (repeatable): provenance steps.")
 @click.option("--online", is_flag=True,
               help="Match class labels against WoRMS/GBIF (default: bundled names and cache).")
+@click.option("--worms-url", default=None, help="WoRMS REST base URL (with --online).")
+@click.option("--gbif-url", default=None, help="GBIF API base URL (with --online).")
+@click.option("--nvs-url", default=None, help="NVS base URL (with --online).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def describe_cmd(src: Path, meta: Path, out: Path, fmt: str | None, mapping: Path | None, audit: Path | None,
                  cards: tuple[Path, ...], manifest: Path | None, reports: tuple[Path, ...], online: bool,
-                 as_json: bool) -> None:
+                 worms_url: str | None, gbif_url: str | None, nvs_url: str | None, as_json: bool) -> None:
     """Merge the description META with what dataset SRC knows; write DCAT, schema.org, Croissant, Zenodo, README."""
     from .describe import describe
 
     try:
+        urls: dict[str, Any] = {k: v for k, v in (("worms_url", worms_url), ("gbif_url", gbif_url),
+                                                  ("nvs_url", nvs_url)) if v}
         res = describe(src, meta, out, fmt=fmt, mapping=mapping, audit=audit, cards=list(cards), manifest=manifest,
-                       reports=list(reports), online=online)
+                       reports=list(reports), online=online, **urls)
     except ImagineError as exc:
         _fail(exc)
         return

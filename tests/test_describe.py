@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from imagine.curate.formats import formats
 from imagine.curate.model import Dataset
 from imagine.kernel import InputError, image_size
 from imagine.publish.cli import main
@@ -132,8 +133,10 @@ def test_describe_aquarium_real_dataset(tmp_path):
 
 def test_describe_fishcam_real_dataset(tmp_path):
     out = tmp_path / "meta"
-    ds = fishcam_dataset()
-    res = describe(None, META / "fishcam.yaml", out, dataset=ds)
+    if "imagefolder" in formats():
+        res = describe(FIX / "fishcam" / "data", META / "fishcam.yaml", out, fmt="imagefolder")
+    else:  # pragma: no cover - before the imagefolder reader existed
+        res = describe(None, META / "fishcam.yaml", out, dataset=fishcam_dataset())
     assert res.ok
     g = check_outputs(out, images=1053, annotations=1053)
     facts = res.record["facts"]
@@ -237,3 +240,111 @@ def test_cli_describe_validate(tmp_path):
     assert r.exit_code == 2 and "description file not found" in r.output
     r = runner.invoke(main, ["validate", str(tmp_path / "nowhere")])
     assert r.exit_code == 2
+
+
+def test_outputs_are_readable_files(tmp_path):
+    out = tmp_path / "meta"
+    assert describe(None, META / "litter-drone.yaml", out, dataset=use_case_dataset(["plastic bottle"])).ok
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777) == 0o755 & ~mask
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o644 & ~mask}
+
+
+def test_describe_online_against_local_services(tmp_path):
+    from tests.test_vocab_server import serve
+
+    meta = tmp_path / "d.yaml"
+    meta.write_text((META / "fish-observatory.yaml").read_text().replace(
+        "instrument_category: L05:311", "instrument: http://vocab.nerc.ac.uk/collection/L22/current/TOOL9999/"))
+    with serve() as (url, state):
+        from imagine.vocab import HttpClient
+
+        http = HttpClient(cache_dir=tmp_path / "cache", min_interval=0.0)
+        res = describe(None, meta, tmp_path / "out", dataset=use_case_dataset(["Oblada melanura", "Navicula radiosa",
+                                                                               "Diver"]), online=True, http=http,
+                       worms_url=f"{url}/worms", gbif_url=f"{url}/gbif", nvs_url=f"{url}/nvs")
+        assert res.ok, [f.render() for f in res.findings]
+        assert any(p.startswith("/nvs/collection/L22/current/TOOL9999/") for p in state.requests)
+        taxa = {t["label"]: t for t in res.record["taxa"]}
+        assert taxa["Oblada melanura"]["authority"] == "WoRMS" and taxa["Oblada melanura"]["accepted_aphia_id"] == \
+            1577363
+        assert taxa["Navicula radiosa"]["uri"] == "https://www.gbif.org/species/5415"
+        assert res.record["instrument"]["label"] == "Test camera"  # English label from NVS, not the URI
+        g = Graph().parse(tmp_path / "out" / "dcat.ttl")
+        assert (URIRef("http://vocab.nerc.ac.uk/collection/L22/current/TOOL9999/"), SKOS.prefLabel,
+                Literal("Test camera", lang="en")) in g
+        # an NVS URI that NVS does not know is an error naming the place
+        meta.write_text(meta.read_text().replace("TOOL9999", "TOOL0000"))
+        res = describe(None, meta, tmp_path / "out2", dataset=use_case_dataset(["Diver"]), online=True, http=http,
+                       nvs_url=f"{url}/nvs")
+        assert not res.ok and [f.place for f in res.findings if f.code == "vocab-unknown"] == ["/instrument"]
+        assert not (tmp_path / "out2").exists()
+
+
+def test_validate_reports_each_broken_file(tmp_path):
+    out = tmp_path / "meta"
+    assert describe(None, META / "plankton-flowcam.yaml", out, dataset=use_case_dataset(["Copepoda"])).ok
+    zen = json.loads((out / "zenodo.json").read_text())
+    zen["metadata"]["related_identifiers"][0]["relation"] = "isTrainedBy"
+    del zen["metadata"]["creators"]
+    (out / "zenodo.json").write_text(json.dumps(zen))
+    # the aquatic profile wants an NVS L22 instrument
+    ttl = (out / "dcat.ttl").read_text().replace("collection/L22/current/TOOL1583/", "collection/L05/current/LAB27/")
+    (out / "dcat.ttl").write_text(ttl)
+    Graph().parse(data=ttl, format="turtle").serialize(out / "dcat.jsonld", format="json-ld")
+    cr = json.loads((out / "croissant.json").read_text())
+    del cr["distribution"][0]["sha256"]
+    (out / "croissant.json").write_text(json.dumps(cr))
+    res = validate_dir(out, croissant=HAVE_MLC)
+    errors = {(Path(f.file).name, f.place): f.message for f in res.findings if f.severity == "error"}
+    assert ("zenodo.json", "/metadata") in errors and "'creators' is a required property" in \
+        errors[("zenodo.json", "/metadata")]
+    assert ("zenodo.json", "/metadata/related_identifiers/0/relation") in errors
+    assert any(name == "dcat.ttl" and "must be an NVS L22 concept" in msg for (name, _), msg in errors.items())
+    if HAVE_MLC:
+        assert any(name == "croissant.json" and "sha256" in msg for (name, _), msg in errors.items())
+
+
+def test_audit_cards_reports_and_manifest_are_merged(tmp_path):
+    MLD = Namespace("http://data.europa.eu/it6/")
+    PROV = Namespace("http://www.w3.org/ns/prov#")
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps({"summary": {"label_issues": 12, "duplicates": {"exact": 3, "near": 5},
+                                             "leakage": 0, "ok": True}}))
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"title": "YOLOv8n baseline", "identifier": "10.5281/zenodo.15390169",
+                                "task": "object detection", "metrics": {"mAP50": 0.61, "mAP50-95": 0.38}}))
+    report = tmp_path / "conv.json"
+    report.write_text(json.dumps({"source_format": "cvat", "target_format": "yolo", "lossless": False,
+                                  "losses": [{"code": "rotation-dropped", "count": 4}]}))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"version": 1, "splits": {}, "hash": "sha256:00"}))
+    out = tmp_path / "meta"
+    ds = use_case_dataset(["Diplodus vulgaris", "Diver"])
+    res = describe(None, META / "fish-observatory.yaml", out, dataset=ds, audit=audit, cards=[card],
+                   reports=[report], manifest=manifest)
+    assert res.ok
+    g = Graph().parse(out / "dcat.ttl")
+    ds_node = next(g.subjects(RDF.type, DCAT.Dataset))
+    model = URIRef("https://doi.org/10.5281/zenodo.15390169")
+    assert (model, MLD.trainedOn, ds_node) in g and (ds_node, DCTERMS.isReferencedBy, model) in g
+    labels = {str(g.value(a, URIRef("http://www.w3.org/2000/01/rdf-schema#label")))
+              for a in g.objects(ds_node, PROV.wasGeneratedBy)}
+    assert {"image acquisition", "conversion cvat -> yolo"} <= labels and any("audit" in x for x in labels)
+    measures = {str(g.value(m, DQV.isMeasurementOf)).split("metric-", 1)[1]: g.value(m, DQV.value).toPython()
+                for m in g.objects(ds_node, DQV.hasQualityMeasurement)}
+    assert measures["audit-label_issues"] == 12 and measures["audit-duplicates.near"] == 5
+    assert "audit-ok" not in measures  # booleans are not measurements
+    readme = (out / "README.md").read_text()
+    assert "YOLOv8n baseline: mAP50 0.61" in readme and "conversion cvat -> yolo" in readme
+    zen = json.loads((out / "zenodo.json").read_text())["metadata"]
+    assert {"identifier": "10.5281/zenodo.15390169", "relation": "isSourceOf", "resource_type": "software"} in \
+        zen["related_identifiers"]
+    bad = tmp_path / "bad-audit.json"
+    bad.write_text("{oops")
+    with pytest.raises(InputError) as ei:
+        describe(None, META / "fish-observatory.yaml", tmp_path / "o2", dataset=ds, audit=bad)
+    assert ei.value.file == str(bad) and ei.value.place == "line 1" and not (tmp_path / "o2").exists()

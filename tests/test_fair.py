@@ -167,3 +167,22 @@ def test_cli_fair(good, poor):
     assert r.exit_code == 1 and "below --min 70" in r.output
     r = CliRunner().invoke(main, ["fair", str(poor / "nothing")])
     assert r.exit_code == 2
+
+
+def test_published_record_json(good, tmp_path):
+    """A record as Zenodo's /api/records/<id> returns it (legacy JSON): DOI and file list from the record."""
+    md = json.loads((good / "zenodo.json").read_text())["metadata"]
+    record = {"id": 10554845, "recid": "10554845", "doi": "10.5281/zenodo.10554845", "metadata": md,
+              "files": [{"key": "annotations.csv", "size": 10, "checksum": "md5:0"},
+                        {"key": "README.md", "size": 10, "checksum": "md5:1"}]}
+    p = tmp_path / "record.json"
+    p.write_text(json.dumps(record))
+    r = fair_score(p)
+    assert not r.assumptions and r.score == zenodo_cap()
+    by = {i.id: i for i in r.indicators}
+    assert "10.5281/zenodo.10554845" in by["RDA-F1-01M"].why
+    record["files"] = [{"key": "README.md"}]  # no file in a format FAIR EVA's oai_pmh config knows
+    p.write_text(json.dumps(record))
+    by = {i.id: i for i in fair_score(p).indicators}
+    assert by["RDA-A1-03D"].points == by["RDA-A1-04D"].points == by["RDA-A1.1-01D"].points == 0
+    assert "annotations.csv" in by["RDA-A1-03D"].how

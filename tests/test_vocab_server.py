@@ -47,6 +47,11 @@ NVS = {"/collection/L22/current/TOOL1583/": {
     "skos:prefLabel": {"@language": "en", "@value": "Yokogawa Fluid Imaging Technologies FlowCam VS"},
     "skos:definition": {"@language": "en", "@value": "Benchtop particle imaging system."},
     "skos:notation": "SDN:L22::TOOL1583", "owl:deprecated": "false"},
+    # a concept that is not in the bundle (label made up for the test server)
+    "/collection/L22/current/TOOL9999/": {
+    "@id": "http://vocab.nerc.ac.uk/collection/L22/current/TOOL9999/",
+    "skos:prefLabel": [{"@language": "fr", "@value": "caméra de test"}, {"@language": "en", "@value": "Test camera"}],
+    "owl:deprecated": "false"},
     "/collection/L05/current/180/": {
     "@id": "http://vocab.nerc.ac.uk/collection/L05/current/180/", "skos:prefLabel": "underwater cameras",
     "owl:deprecated": "true", "skos:note": {"@language": "en", "@value": "deprecated"}}}
