@@ -586,3 +586,65 @@ def test_writer_reports_lone_file_losses(tmp_path: Path) -> None:
     rep = write_dataset(extra, tmp_path / "one.csv", "viame")
     assert rep.lossless and (tmp_path / "one.csv").is_file()
     assert attribute_definitions(dets)["detection_is_diseased"]["datatype"] == "boolean"
+
+
+def test_viame_check_lists_every_bad_row(tmp_path: Path) -> None:
+    p = _csv(tmp_path, ["# h", "0,a.png,0,1,2,3,4,1,-1,fish,1", "1,a.png,0,1,2", "2,b.png,x,1,2,3,4,1,-1",
+                        "3,b.png,1,1,2,3,4,1,-1,(kp) head 1"])
+    findings = get_format("viame").check(p)
+    assert [f.place for f in findings] == ["line 3", "line 4, column 3 (frame_index)", "line 5, column 10"]
+    assert all(f.file == str(p) for f in findings)
+    assert get_format("viame").check(SAMPLES / "viame_example.viame.csv") == []
+
+
+def test_video_timestamps_metadata_and_unknown_tokens(tmp_path: Path) -> None:
+    """DIVE's video export: timestamps in column 2 and a metadata line; both come back verbatim."""
+    lines = ["# 1: Detection or Track-id,2: Video or Image Identifier", "# metadata,fps: 30,exported_by: \"dive\"",
+             "0,00:00:01.000000,30,1,2,3,4,0.5,-1,fish,0.5,(mask) m/1.png,(zz) future token",
+             "0,,31,1.5,2,3,4,0.5,12,fish,0.5"]
+    src = _csv(tmp_path / "v", lines, "dive.csv")
+    ds = read_dataset(src, "viame")
+    imgs = ds.images.to_pylist()
+    assert [(i["file_name"], i["frame"], i["video"]) for i in imgs] == [("frame000030", 30, "dive"),
+                                                                        ("frame000031", 31, "dive")]
+    assert loads_attrs(imgs[0]["attributes"]) == {"timestamp": "00:00:01.000000"}
+    assert ds.info["fps"] == 30.0 and ds.info["viame_metadata"]["exported_by"] == "dive"
+    attrs = loads_attrs(_rows(ds)[0]["attributes"])
+    assert attrs == {"mask": "m/1.png", "viame_tokens": ["(zz) future token"]}
+    assert loads_attrs(_rows(ds)[1]["attributes"]) == {"length": 12.0}
+    rep = write_dataset(ds, tmp_path / "o", "viame", images="none")
+    assert rep.lossless, rep.render()
+    text = (tmp_path / "o" / "annotations.csv").read_text("utf-8").splitlines()
+    assert text[1].startswith("# metadata,fps: 30")
+    assert text[2:] == lines[2:]
+    assert not (tmp_path / "o" / "input_list.txt").exists()  # video frames are not image files
+    rep_dive = write_dataset(ds, tmp_path / "d", "dive", images="none")
+    assert rep_dive.counts["timestamp-dropped"] == 2 and rep_dive.counts["mask-reference-dropped"] == 1
+
+
+def test_dive_version_1_is_read(tmp_path: Path) -> None:
+    """DIVE's first file version is the tracks object itself."""
+    v2 = json.loads((SAMPLES / "viame_example.dive.json").read_text("utf-8"))
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(v2["tracks"]), "utf-8")
+    assert detect_format(p) == "dive"
+    old = read_dataset(p, "dive")
+    new = read_dataset(SAMPLES / "viame_example.dive.json", "dive")
+    assert old.annotations.equals(new.annotations) and old.images.equals(new.images)
+
+
+def test_images_without_detections_are_kept_in_the_list(tmp_path: Path) -> None:
+    ds = read_dataset(SAMPLES / "viame_example.viame.csv", "viame")
+    more = Dataset.from_records(ds.images.to_pylist() + [{"id": 3, "file_name": "empty.png", "frame": 2}],
+                                _rows(ds), ds.categories.to_pylist())
+    rep = write_dataset(more, tmp_path / "f", "viame", images="none")
+    assert rep.lossless
+    assert (tmp_path / "f" / "input_list.txt").read_text() == "frame000000.png\nframe000001.png\nempty.png\n"
+    back = read_dataset(tmp_path / "f", "viame")
+    assert back.images.select(["id", "file_name", "frame"]).equals(more.images.select(["id", "file_name", "frame"]))
+    assert back.annotations.equals(more.annotations)
+    lone = write_dataset(more, tmp_path / "lone.csv", "viame")
+    assert lone.counts == {"image-dropped": 1} and lone.examples["image-dropped"] == ["empty.png"]
+    dive_rep = write_dataset(more, tmp_path / "dv", "dive", images="none")
+    assert set(dive_rep.counts) == {"score-dropped"}
+    assert read_dataset(tmp_path / "dv", "dive").images.column("file_name").to_pylist()[-1] == "empty.png"

@@ -46,14 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, InputError, atomic_write, image_size, safe_join
+from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, image_size, safe_join
 
 from ..geometry import envelope
 from ..model import Dataset, dumps_attrs, loads_attrs
 from . import Format, ReadContext, WriteContext, register
 
 __all__ = ["Detection", "ImageRef", "build_dataset", "dataset_detections", "fmt_num", "deduce_value",
-           "read", "write", "detect"]
+           "read", "write", "detect", "check"]
 
 FILE_NAME = "annotations.csv"
 # VIAME pipelines take the images of a sequence as a list file, one name per line, frame = line index;
@@ -872,5 +872,35 @@ def detect(path: Path) -> int:
     return 60 if header else 0
 
 
+def check(path: Path, max_findings: int = 50) -> list[Finding]:
+    """Structural check of every row (where ``read`` stops at the first bad one), each with line and column."""
+    try:
+        src = _csv_file(path)
+        text = _open_text(src)
+    except InputError as exc:
+        return [Finding("unreadable", exc.message, file=exc.file, place=exc.place)]
+    out: list[Finding] = []
+    root = src.parent.resolve()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
+                continue
+            try:
+                parse_row(row, src, line, 0)
+                name = row[1].strip()
+                if name and not TIMESTAMP_RE.match(name):
+                    safe_join(root, name, source=src, place=_place(line, 1))
+                _int(row[2], src, line, 2)
+            except InputError as exc:
+                out.append(Finding("malformed-row", exc.message, file=str(src), place=exc.place))
+                if len(out) >= max_findings:
+                    break
+    except csv.Error as exc:
+        out.append(Finding("malformed-csv", str(exc), file=str(src), place=_place(reader.line_num)))
+    return out
+
+
 register(Format("viame", "VIAME CSV (detections and tracks; keypoints, polygons, attributes, notes)", read, write,
-                detect, file_name=FILE_NAME))
+                detect, file_name=FILE_NAME, check=check))
