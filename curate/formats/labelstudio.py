@@ -15,6 +15,9 @@ metadata (``was_cancelled``, ``ground_truth``, ``lead_time``…) is kept on the 
 ``to_name``, per-region ``choices``/``textarea`` results sharing its id…) in its ``ls``
 attribute, so an LS → LS round trip writes them back.
 
+Categories are label/choice names with ids 1, 2, 3… in order of first use; annotation ids 1, 2, 3…
+in document order (the LS region id is kept in ``source_id``).
+
 Image file names are the *basename* of ``data.image`` (``/data/upload/1/abc.jpg`` → ``abc.jpg``,
 ``https://host/x/y.jpg?sig=…`` → ``y.jpg``, ``/data/local-files/?d=dir/y.jpg`` → ``y.jpg``); the
 original value is kept in ``ls_data`` and written back. Image metadata other formats carry
@@ -59,13 +62,17 @@ def px_to_pct(px: float, size: float) -> float:
     p = px * 100.0 / size
     if pct_to_px(p, size) == px:
         return p
+    best, err = p, abs(pct_to_px(p, size) - px)
     lo = hi = p
     for _ in range(8):
-        lo, hi = float(np.nextafter(lo, -math.inf)), float(np.nextafter(hi, math.inf))
+        lo, hi = math.nextafter(lo, -math.inf), math.nextafter(hi, math.inf)
         for cand in (lo, hi):
-            if pct_to_px(cand, size) == px:
+            e = abs(pct_to_px(cand, size) - px)
+            if e == 0:
                 return cand
-    return p
+            if e < err:
+                best, err = cand, e
+    return best
 
 
 def ls_rect_to_rbox(x: float, y: float, w: float, h: float, rotation: float) -> tuple[float, float, float, float,
@@ -194,14 +201,14 @@ class _Reader:
             return None
         name = str(name)
         if name not in self.cats:
-            self.cats[name] = len(self.cats)
+            self.cats[name] = len(self.cats) + 1
         return self.cats[name]
 
     def add(self, image_id: int, label: Any, kind: str, box: tuple[float, float, float, float],
             geometry: list[list[float]] | None, rle: str | None, score: float | None, annotator: str | None,
             source_id: str | None, attrs: dict[str, Any]) -> None:
         a = self.ann
-        a["id"].append(len(a["id"]))
+        a["id"].append(len(a["id"]) + 1)
         a["image_id"].append(image_id)
         a["category_id"].append(self.cat(label))
         a["kind"].append(kind)
@@ -226,6 +233,12 @@ class _Reader:
                 order.append(rid)
             groups[rid].append((k, item))
         other: list[dict[str, Any]] = []
+        if size[0] is None:  # any result may carry the image size, whole-image choices included
+            for item in results:
+                W, H = item.get("original_width"), item.get("original_height")
+                if isinstance(W, int | float) and isinstance(H, int | float) and W > 0 and H > 0:
+                    size[0], size[1] = int(W), int(H)
+                    break
         for rid in order:
             items = groups[rid]
             geo = [(k, it) for k, it in items if it.get("type") in GEOMETRY_TYPES]
@@ -425,7 +438,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     ann = ds.annotations
     cols = {c: ann.column(c).to_pylist() for c in ann.column_names}
     order, starts, ends = ds.annotations_by_image()
-    _check_categories(ds, [cols["category_id"][i] for i in order], report)
+    written_cats: list[Any] = []
     for col in ("group_id", "track_id"):
         n = ann.num_rows - ann.column(col).null_count
         if n:
@@ -484,6 +497,8 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
                     new_meta["completed_by"] = int(a["annotator"]) if a["annotator"].isdigit() else a["annotator"]
                 slot_meta[key_s] = new_meta
             items = _items(a, ls, names, w, h, report)
+            if items:
+                written_cats.append(a["category_id"])
             res = slots[key_s]
             if (items and items[0]["type"] == "choices" and res and res[-1].get("type") == "choices"
                     and res[-1].get("id") == items[0]["id"] and a["kind"] == "label"):
@@ -510,6 +525,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         tasks.append(task)
         if ctx.images != "none":
             ctx.put_image(im["file_name"], safe_join(out / "images", im["file_name"]))
+    _check_categories(ds, written_cats, report)
     with open(out / "tasks.json", "w", encoding="utf-8") as fh:
         json.dump(tasks, fh, ensure_ascii=False, indent=1, allow_nan=False)
 
@@ -519,7 +535,7 @@ def _check_categories(ds: Dataset, used: list[Any], report: ConversionReport) ->
     first: dict[int, int] = {}
     for c in used:
         if c is not None and c not in first:
-            first[c] = len(first)
+            first[c] = len(first) + 1
     cats = ds.categories.to_pylist()
     changed = [c["name"] for c in cats if c["id"] in first and first[c["id"]] != c["id"]]
     if changed:
@@ -539,6 +555,14 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
     """The LS result items of one annotation row."""
     kind, g, aid = a["kind"], a["geometry"], a["id"]
     name = names.get(a["category_id"]) if a["category_id"] is not None else None
+    inexact: list[float] = []
+
+    def pct(px: float, size: float) -> float:
+        p = px_to_pct(px, size)
+        if pct_to_px(p, size) != px:
+            inexact.append(px)
+        return p
+
     base_item: dict[str, Any] = {"id": _region_id(a)}
     rest = {k: v for k, v in ls.items() if k not in ("annotation", "prediction", "type", "value", "labels",
                                                         "extra")}
@@ -546,6 +570,8 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
     rest.setdefault("to_name", "image")
     if kind == "label":
         item = {**base_item, "type": "choices", "value": {"choices": [name]}, **rest}
+        if W and H:
+            item["original_width"], item["original_height"] = W, H
         if a["score"] is not None:
             item["score"] = a["score"]
         return [item]
@@ -562,11 +588,13 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
             x, y, w, h, rot = a["bbox_x"], a["bbox_y"], a["bbox_w"], a["bbox_h"], 0.0
         else:
             x, y, w, h, rot = rbox_to_ls_rect(*g[0][:5])
+            if rot % 360.0 == 0:
+                report.add("rbox-to-box", "a rotated box with angle 0 is written (and read back) as a plain box", aid)
             if rot % 360.0 != rot:
                 report.add("rotation-normalised", "Label Studio rotations are in [0, 360); the angle was wrapped",
                            aid)
                 rot = rot % 360.0
-        value = {"x": px_to_pct(x, W), "y": px_to_pct(y, H), "width": px_to_pct(w, W), "height": px_to_pct(h, H),
+        value = {"x": pct(x, W), "y": pct(y, H), "width": pct(w, W), "height": pct(h, H),
                  "rotation": rot}
         t = t if t in ("rectangle", "rectanglelabels") else "rectanglelabels"
     elif kind == "polygon":
@@ -574,7 +602,7 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
         if len(rings) > 1:
             report.add("polygon-parts-dropped", "Label Studio polygons have one ring; other parts/holes dropped", aid)
         ring = rings[0] if rings else []
-        value = {"points": [[px_to_pct(ring[i], W), px_to_pct(ring[i + 1], H)] for i in range(0, len(ring) - 1, 2)]}
+        value = {"points": [[pct(ring[i], W), pct(ring[i + 1], H)] for i in range(0, len(ring) - 1, 2)]}
         t = t if t in ("polygon", "polygonlabels") else "polygonlabels"
     elif kind in ("point", "keypoints"):
         pts: list[tuple[float, float]] = []
@@ -591,7 +619,7 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
         t = t if t in ("keypoint", "keypointlabels") else "keypointlabels"
         items = []
         for k, (px, py) in enumerate(pts):
-            v = {"x": px_to_pct(px, W), "y": px_to_pct(py, H), **(ls.get("value") or {})}
+            v = {"x": pct(px, W), "y": pct(py, H), **(ls.get("value") or {})}
             if t.endswith("labels"):
                 v[t] = list(ls.get("labels") or ([name] if name is not None else []))
             it = {**base_item, "type": t, "value": v, "original_width": W, "original_height": H, **rest}
@@ -600,6 +628,9 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
             if a["score"] is not None:
                 it["score"] = a["score"]
             items.append(it)
+        if inexact:
+            report.add("percent-float-noise", "no float64 percentage gives this pixel value back exactly; it "
+                       "reads back one ulp off", aid)
         return items
     elif kind in ("ellipse", "circle"):
         if kind == "circle":
@@ -608,9 +639,12 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
             report.add("circle-to-ellipse", "Label Studio has no circle; written as an ellipse", aid)
         else:
             cx, cy, rx, ry, rot = g[0][:5]
-        value = {"x": px_to_pct(cx, W), "y": px_to_pct(cy, H), "radiusX": px_to_pct(rx, W),
-                 "radiusY": px_to_pct(ry, H), "rotation": rot}
+        value = {"x": pct(cx, W), "y": pct(cy, H), "radiusX": pct(rx, W),
+                 "radiusY": pct(ry, H), "rotation": rot}
         t = t if t in ("ellipse", "ellipselabels") else "ellipselabels"
+    if inexact and kind != "rbox":  # a rotated box goes through sin/cos anyway (documented, ~1e-12)
+        report.add("percent-float-noise", "no float64 percentage gives this pixel value back exactly; it reads "
+                   "back one ulp off", aid)
     value.update(ls.get("value") or {})
     if t and t.endswith("labels"):
         value[t] = list(ls.get("labels") or ([name] if name is not None else []))
