@@ -235,6 +235,8 @@ def build_dcat(rec: dict[str, Any], files: dict[str, dict[str, Any]] | None = No
                 c = concept(r["uri"], r["label"])
                 if r.get("urn"):
                     g.add((c, SKOS.notation, Literal(r["urn"])))
+                if r.get("alt_label"):
+                    g.add((c, SKOS.altLabel, Literal(r["alt_label"], lang="en")))
                 g.add((act, PROV.used, c))
                 g.add((ds, prop, c))
         span = rec["time_span"] or {}

@@ -102,6 +102,8 @@ def resolve_ref(ref: Any, known: dict[str, Concept] | None = None) -> dict[str, 
         out = {"uri": c.uri, "label": label or c.label, "collection": c.collection, "status": c.status}
         if c.urn:
             out["urn"] = c.urn
+        if c.alt_label:
+            out["alt_label"] = c.alt_label
         return out
     return {"uri": bundle.normalise_uri(uri), "label": label or uri}
 

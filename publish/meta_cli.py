@@ -97,10 +97,21 @@ def validate_cmd(folder: Path, no_croissant: bool, as_json: bool) -> None:
 @click.option("--min", "minimum", type=float, default=None, help="Exit 1 when the FAIR EVA-compatible score is lower.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fair_cmd(target: str, fair_eva: str | None, record_id: str | None, minimum: float | None, as_json: bool) -> None:
-    """FAIR check of a metadata folder or Zenodo record JSON TARGET: 41 RDA indicators, two scores."""
+    """FAIR check of a metadata folder or Zenodo record JSON TARGET: 41 RDA indicators, two scores.
+
+    With --fair-eva and a bare record id as TARGET, only FAIR EVA's answer is printed.
+    """
     from .fair import ask_fair_eva, compare, fair_score
 
     try:
+        if fair_eva and not Path(target).exists():
+            theirs = ask_fair_eva(fair_eva, record_id or target)
+            click.echo(json.dumps(theirs, indent=2) if as_json else
+                       f"FAIR EVA ({fair_eva}) on record {theirs['record']}: score {theirs['score']:.2f}\n"
+                       + "\n".join(f"  {k:<14}{v:>6.0f}" for k, v in theirs["indicators"].items()))
+            if minimum is not None and theirs["score"] < minimum:
+                sys.exit(EXIT_FINDINGS)
+            return
         res = fair_score(target)
         if fair_eva:
             rid = record_id or _record_id(target)

@@ -348,3 +348,28 @@ def test_audit_cards_reports_and_manifest_are_merged(tmp_path):
     with pytest.raises(InputError) as ei:
         describe(None, META / "fish-observatory.yaml", tmp_path / "o2", dataset=ds, audit=bad)
     assert ei.value.file == str(bad) and ei.value.place == "line 1" and not (tmp_path / "o2").exists()
+
+
+def test_reviewed_mapping_file_is_used(tmp_path):
+    from imagine.vocab import match_labels, write_mapping
+
+    matches, _ = match_labels(["Oblada melanura", "Chromis chromis", "Diver"], offline=True)
+    mapping = tmp_path / "taxa.yaml"
+    write_mapping(matches, mapping)
+    import yaml
+
+    doc = yaml.safe_load(mapping.read_text())
+    doc["classes"][1].update({"accepted_name": "Chromis chromis (reviewed)", "needs_review": False})
+    mapping.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "meta"
+    r = CliRunner().invoke(main, ["describe", str(FIX / "aquarium"), "--from", "yolo", "--meta",
+                                  str(META / "aquarium.yaml"), "--out", str(out), "--taxa", str(mapping), "--json"])
+    assert r.exit_code == 0, r.output
+    taxa = {t["label"]: t for t in json.loads(r.stdout)["taxa"]}
+    # aquarium's labels are not in this mapping: they are reported as such, "fish" keeps the curator's override
+    assert taxa["jellyfish"]["note"] == "not in the mapping file" and taxa["fish"]["accepted_aphia_id"] == 146419
+    res = describe(None, META / "fish-observatory.yaml", tmp_path / "m2", mapping=mapping,
+                   dataset=use_case_dataset(["Oblada melanura", "Chromis chromis", "Diver"]))
+    taxa = {t["label"]: t for t in res.record["taxa"]}
+    assert taxa["Chromis chromis"]["accepted_name"] == "Chromis chromis (reviewed)"
+    assert taxa["Oblada melanura"]["accepted_aphia_id"] == 1577363 and taxa["Diver"]["status"] == "non-taxon"

@@ -158,6 +158,11 @@ def test_fair_eva_service_answer_beside_ours(good):
             ask_fair_eva(url, "broken")
         r = CliRunner().invoke(main, ["fair", str(good), "--fair-eva", url, "--record", "broken"])
         assert r.exit_code == 2 and "HTTP 500" in r.output
+        state.fair_eva_answer = _fair_eva_answer("8435696", pts)
+        r = CliRunner().invoke(main, ["fair", "8435696", "--fair-eva", url])
+        assert r.exit_code == 0 and f"score {weighted(pts):.2f}" in r.output and "RDA-A1-02M" in r.output
+    with pytest.raises(RemoteError, match="could not be reached"):
+        ask_fair_eva(url, "8435696", timeout=2)
 
 
 def test_cli_fair(good, poor):
@@ -186,3 +191,19 @@ def test_published_record_json(good, tmp_path):
     by = {i.id: i for i in fair_score(p).indicators}
     assert by["RDA-A1-03D"].points == by["RDA-A1-04D"].points == by["RDA-A1.1-01D"].points == 0
     assert "annotations.csv" in by["RDA-A1-03D"].how
+
+
+def test_poor_description_every_indicator(poor):
+    """Each of the 41 FAIR EVA-compatible points for the minimal description, with the rule that gives it."""
+    by = {i.id: i.points for i in fair_score(poor).indicators}
+    expected = {i: 100.0 for i, *_ in INDICATORS}
+    expected.update({
+        "RDA-F2-01M": 40.0,  # title, publisher, type, rights
+        "RDA-A1-05D": 0.0, "RDA-A2-01M": 50.0, "RDA-R1.2-01M": 0.0, "RDA-R1.2-02M": 0.0,  # constants
+        "RDA-I1-02M": 0.0, "RDA-I1-02D": 0.0,  # no 'rdf' OAI metadata prefix on Zenodo
+        "RDA-I2-01M": 0.0, "RDA-I2-01D": 0.0,  # no Wikidata/LOC/GeoNames/Getty/COAR/ORCID value
+        "RDA-I3-01M": 0.0, "RDA-I3-01D": 0.0, "RDA-I3-02M": 0.0, "RDA-I3-02D": 0.0, "RDA-I3-03M": 0.0,
+        "RDA-I3-04M": 0.0,  # no related identifiers
+        "RDA-R1-01M": 0.0, "RDA-R1.1-03M": 0.0, "RDA-R1.3-01D": 0.0, "RDA-R1.3-02D": 0.0,  # oai_pmh limits
+    })
+    assert by == expected

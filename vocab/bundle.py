@@ -36,6 +36,7 @@ class Concept:
     label: str
     status: str = "accepted"
     note: str = ""
+    alt_label: str = ""
 
     @property
     def deprecated(self) -> bool:
@@ -115,7 +116,7 @@ def concepts() -> dict[str, Concept]:
     out: dict[str, Concept] = {}
     for row in csv.DictReader(io.StringIO(_read("concepts.csv"))):
         c = Concept(row["collection"], row["code"], normalise_uri(row["uri"]), row["label"],
-                    row["status"] or "accepted", row.get("note") or "")
+                    row["status"] or "accepted", row.get("note") or "", row.get("alt_label") or "")
         out[c.uri] = c
     for lic in licences().values():
         out[lic.uri] = Concept("SPDX", lic.spdx, lic.uri, lic.name)
