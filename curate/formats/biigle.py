@@ -23,6 +23,9 @@ after them.
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -54,11 +57,7 @@ USER_KEYS = ("user_id", "firstname", "lastname", "created_at")
 
 
 def _parse_rows(path: Path) -> tuple[list[str], str, Iterator[tuple[int, list[str]]]]:
-    """Header, delimiter and an iterator of (line number, fields) of a BIIGLE CSV.
-
-    A small RFC 4180 parser (quotes may hold delimiters and newlines) so that every error names
-    the physical line where the bad row starts.
-    """
+    """Header, delimiter and an iterator of (line number, fields) of a BIIGLE CSV; errors name the line."""
     try:
         text = path.read_text("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -76,52 +75,17 @@ def _parse_rows(path: Path) -> tuple[list[str], str, Iterator[tuple[int, list[st
 
 
 def _split(text: str, delim: str, path: Path) -> Iterator[tuple[int, list[str]]]:
-    i, n, line = 0, len(text), 1
-    while i < n:
-        start_line = line
-        fields: list[str] = []
-        while True:
-            if i < n and text[i] == '"':
-                i += 1
-                buf = []
-                while True:
-                    j = text.find('"', i)
-                    if j < 0:
-                        raise InputError("unterminated quoted field (truncated file?)", file=path,
-                                         place=f"line {start_line}")
-                    buf.append(text[i:j])
-                    line += text.count("\n", i, j)
-                    if j + 1 < n and text[j + 1] == '"':
-                        buf.append('"')
-                        i = j + 2
-                        continue
-                    i = j + 1
-                    break
-                field = "".join(buf)
-                # Anything after the closing quote up to the delimiter is tolerated as BIIGLE never writes it.
-                k = i
-                while k < n and text[k] not in (delim, "\n", "\r"):
-                    k += 1
-                field += text[i:k]
-                i = k
-            else:
-                k = i
-                while k < n and text[k] not in (delim, "\n", "\r"):
-                    k += 1
-                field = text[i:k]
-                i = k
-            fields.append(field)
-            if i < n and text[i] == delim:
-                i += 1
-                continue
-            if i < n and text[i] == "\r":
-                i += 1
-            if i < n and text[i] == "\n":
-                i += 1
-                line += 1
-            break
-        if fields != [""]:
-            yield start_line, fields
+    """Rows of ``text`` with the physical line each starts on (the C csv parser; quotes may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    start = 1
+    try:
+        for fields in reader:
+            if fields:
+                yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        msg = "unterminated quoted field (truncated file?)" if "end of data" in str(exc) else f"malformed CSV: {exc}"
+        raise InputError(msg, file=path, place=f"line {start}") from None
 
 
 def _quote(field: str, delim: str) -> str:
@@ -553,6 +517,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     ctx.report.add_many("unlabelled-dropped", "every BIIGLE row needs a label; annotations without a category "
                         "dropped", unlabelled[:5], len(unlabelled))
 
+    @functools.cache
     def label_cells(cid: int) -> dict[str, str]:
         name = names.get(cid, str(cid))
         hier = loads_attrs(cat_attrs.get(cid)).get("hierarchy")

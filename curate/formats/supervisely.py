@@ -463,8 +463,8 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         doc = {"description": ia.get("description", ""), "tags": tags,
                "size": {"height": h or 0, "width": w or 0}, "objects": objects}
         ann_path.parent.mkdir(parents=True, exist_ok=True)
-        with ann_path.open("w", encoding="utf-8") as fh:
-            json.dump(doc, fh, ensure_ascii=False)
+        with ann_path.open("w", encoding="utf-8") as fh:  # one-shot dumps uses the C encoder
+            fh.write(json.dumps(doc, ensure_ascii=False))
     # Supervisely has no image ids and no order across items: they read back sorted by dataset and item.
     if keys != sorted(keys) or img.column("id").to_pylist() != list(range(1, len(keys) + 1)):
         ctx.report.add("image-ids-renumbered", "Supervisely keeps no image ids or order; images read back "

@@ -592,8 +592,8 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
             doc[key]["file_attributes"].update(fa)
         else:
             doc[key] = {"filename": fn, "size": size, "regions": regions, "file_attributes": fa}
-    with (out / FILE_NAME).open("w", encoding="utf-8") as fh:
-        json.dump(doc, fh, ensure_ascii=False, indent=1)
+    with (out / FILE_NAME).open("w", encoding="utf-8") as fh:  # compact one-shot dumps: the C encoder
+        fh.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
         fh.write("\n")
 
 
