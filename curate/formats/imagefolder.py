@@ -273,7 +273,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
                 continue
             label = cat_ids[a]
             for col, v in carried.items():
-                if v[a] not in (None, False):
+                if v[a] is not None and v[a] is not False:
                     report.add(f"{col.replace('_id', '').replace('iscrowd', 'crowd-flag')}-dropped",
                                f"class folders carry no {col}", aids[a])
         split = im["split"]
@@ -333,15 +333,18 @@ def detect(path: Path) -> int:
         classes = [d for b in bases for d in _dirs(b)]
         if not classes:
             return 0
+        with_images = 0
         for d in classes[:50]:
             files = [p for p in d.iterdir() if p.is_file()]
-            if not any(_is_image(p) for p in files):
-                return 0
             if any(p.suffix.lower() in (".txt", ".xml", ".json") for p in files):
+                return 0
+            if any(_is_image(p) for p in files):
+                with_images += 1
+            elif files:  # a folder of other files is not a class folder (empty ones are: unused classes)
                 return 0
     except OSError:
         return 0
-    return 30
+    return 30 if with_images else 0
 
 
 register(Format("imagefolder", "classification: one folder per class ([split/]class/image) + metadata.csv",
