@@ -199,3 +199,16 @@ def test_check_reports_schema_findings(tmp_path: Path) -> None:
     assert "'r' is a required property" in findings[0].message
     assert check(REAL) == []
     assert ConversionReport().lossless
+
+
+def test_project_default_filepath_is_the_image_root(tmp_path: Path) -> None:
+    doc = json.loads(PROJECT.read_text())
+    doc["_via_settings"]["core"]["default_filepath"] = "images/"
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (33, 21)).save(tmp_path / "images" / "reef_001.png")
+    (tmp_path / "project.json").write_text(json.dumps(doc))
+    ds = read_dataset(tmp_path / "project.json")
+    assert ds.info["root"] == str((tmp_path / "images").resolve())
+    assert ds.images.column("width").to_pylist() == [33, None]
+    write_dataset(ds, tmp_path / "out", "via")
+    assert (tmp_path / "out" / "reef_001.png").read_bytes() == (tmp_path / "images" / "reef_001.png").read_bytes()
