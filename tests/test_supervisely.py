@@ -44,7 +44,12 @@ def test_documented_example_reads_every_geometry() -> None:
     assert ds.categories.column("id").to_pylist() == [c["id"] for c in meta["classes"]]
     a = ds.annotations.to_pylist()
     assert [r["id"] for r in a] == [o["id"] for o in doc["objects"]]
-    assert [r["kind"] for r in a] == ["box", "polygon", "point", "polyline", "mask"]
+    assert [r["kind"] for r in a] == ["box", "polygon", "point", "polyline", "mask", "keypoints"]
+    # The graph: nodes in the class template's order, disabled = labelled but not visible, missing = 0.
+    graph = doc["objects"][5]["nodes"]
+    assert a[5]["geometry"] == [[*graph["n1"]["loc"], 2, *graph["n2"]["loc"], 1, 0, 0, 0]]
+    cats = {c["id"]: c for c in ds.categories.to_pylist()}
+    assert cats[9006]["keypoints"] == ["snout", "fork", "tail_tip"] and cats[9006]["skeleton"] == [[1, 2], [2, 3]]
     rect = doc["objects"][0]["points"]["exterior"]
     assert (a[0]["bbox_x"], a[0]["bbox_y"], a[0]["bbox_x"] + a[0]["bbox_w"], a[0]["bbox_y"] + a[0]["bbox_h"]) == \
         (rect[0][0], rect[0][1], rect[1][0], rect[1][1])
@@ -75,7 +80,7 @@ def test_project_round_trip_is_identical(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "dive_1" / "img" / "frame_0001.jpg").is_file()
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert {t["name"] for t in meta["tags"]} >= {"visibility", "length_cm", "reviewed"}
-    assert [c["shape"] for c in meta["classes"]] == ["rectangle", "polygon", "point", "line", "bitmap"]
+    assert [c["shape"] for c in meta["classes"]] == ["rectangle", "polygon", "point", "line", "bitmap", "graph"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -114,6 +119,21 @@ def test_round_trip_generated(ds: Dataset, tmp_path_factory: pytest.TempPathFact
     assert back.categories.select(["id", "name"]).equals(ds.categories.select(["id", "name"]))
     if any(ds.annotations.column("iscrowd").to_pylist()):
         assert "crowd-flag-dropped" in report.counts
+
+
+def test_keypoints_from_another_format_become_a_graph(tmp_path: Path) -> None:
+    ds = Dataset.from_records([{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+                              [{"id": 3, "image_id": 1, "category_id": 1, "kind": "keypoints",
+                                "geometry": [[1.5, 2.0, 2, 0, 0, 0, 7.25, 8.0, 1]], "bbox_x": 1.5, "bbox_y": 2.0,
+                                "bbox_w": 5.75, "bbox_h": 6.0}],
+                              [{"id": 1, "name": "fish", "keypoints": ["snout", "eye", "tail"],
+                                "skeleton": [[1, 3]]}])
+    report = write_dataset(ds, tmp_path / "p", "supervisely", images="none")
+    assert report.lossless, report.render()
+    back = read_dataset(tmp_path / "p")
+    assert back.annotations.select(["id", "kind", "geometry", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]).equals(
+        ds.annotations.select(["id", "kind", "geometry", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]))
+    assert back.categories.select(["keypoints", "skeleton"]).equals(ds.categories.select(["keypoints", "skeleton"]))
 
 
 def test_mask_round_trip_exact(tmp_path: Path) -> None:

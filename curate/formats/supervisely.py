@@ -5,7 +5,9 @@ annotation file has the image ``size`` and ``objects`` with a ``geometryType``: 
 (``points.exterior`` = top-left and bottom-right corners), ``polygon`` (exterior + interior
 rings → our polygon with holes after an empty ring), ``line`` (polyline), ``point`` and
 ``bitmap`` (base64 of a zlib-compressed PNG placed at ``origin`` [x, y] → COCO RLE through
-pycocotools). Tags (image and object) become attributes ``{name: value}``; ``description``,
+pycocotools) and ``graph`` (keypoints: nodes in the order of the class's ``geometry_config``
+template, ``disabled`` → visibility 1, missing → 0; the template's labels and edges become the
+category's keypoint names and skeleton). Tags (image and object) become attributes ``{name: value}``; ``description``,
 ``createdAt`` and ``updatedAt`` are kept as attributes of the same name and written back in place;
 ``labelerLogin`` is the annotator.
 
@@ -34,8 +36,6 @@ from . import Format, ReadContext, WriteContext, register
 from .via import as_float, json_num, load_json, pointer, report_common_losses, schema_error
 
 RESERVED = ("description", "createdAt", "updatedAt")
-GEOMETRY = {"box": "rectangle", "rbox": "polygon", "polygon": "polygon", "polyline": "line", "point": "point",
-            "circle": "polygon", "ellipse": "polygon", "mask": "bitmap"}
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -124,6 +124,21 @@ def encode_bitmap(rle: str, height: int, width: int) -> tuple[str, list[int]] | 
 # ------------------------------------------------------------------------------------------ reading
 
 
+def _graph_template(c: dict[str, Any], title: str, graph_nodes: dict[str, list[str]]
+                    ) -> tuple[list[str] | None, list[list[int]] | None]:
+    """Keypoint names and 1-based skeleton of a ``graph`` class from its ``geometry_config``."""
+    gc = c.get("geometry_config")
+    if c.get("shape") != "graph" or not isinstance(gc, dict) or not isinstance(gc.get("nodes"), dict):
+        return None, None
+    ids = [str(i) for i in gc["nodes"]]
+    graph_nodes[title] = ids
+    names = [str((gc["nodes"][i] or {}).get("label", i)) for i in ids]
+    pos = {i: k + 1 for k, i in enumerate(ids)}
+    edges = [e for e in gc.get("edges") or [] if isinstance(e, dict)]
+    skeleton = [[pos[e["src"]], pos[e["dst"]]] for e in edges if e.get("src") in pos and e.get("dst") in pos]
+    return names, skeleton
+
+
 def _tags(tags: Any) -> dict[str, Any]:
     if tags in (None, []):
         return {}
@@ -155,7 +170,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     meta_path = root / "meta.json"
     meta = load_json(meta_path)
     cats: dict[str, int] = {}
-    cat_cols: dict[str, list[Any]] = {"id": [], "name": [], "attributes": []}
+    cat_cols: dict[str, list[Any]] = {"id": [], "name": [], "attributes": [], "keypoints": [], "skeleton": []}
+    graph_nodes: dict[str, list[str]] = {}  # class title → node ids of its graph (keypoints) template
     try:
         classes = meta["classes"] if isinstance(meta, dict) else None
         if not isinstance(classes, list):
@@ -172,6 +188,9 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             cat_cols["name"].append(title)
             extra = {x: c[x] for x in ("shape", "color", "geometry_config", "hotkey") if c.get(x) not in (None, {}, "")}
             cat_cols["attributes"].append(dumps_attrs(extra))
+            kp, sk = _graph_template(c, title, graph_nodes)
+            cat_cols["keypoints"].append(kp)
+            cat_cols["skeleton"].append(sk)
             if cid is not None:
                 used_ids.add(cid)
     except (KeyError, TypeError, ValueError) as exc:
@@ -240,6 +259,24 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                     kind, geom = "polyline", [_xy(o["points"]["exterior"])]
                 elif gtype == "point":
                     kind, geom = "point", [_xy(o["points"]["exterior"])]
+                elif gtype == "graph":
+                    nodes = o["nodes"]
+                    if not isinstance(nodes, dict):
+                        raise TypeError("graph nodes must be an object keyed by node id")
+                    ids = graph_nodes.get(title) or list(nodes)
+                    flat: list[float] = []
+                    for nid in ids:
+                        nd = nodes.get(nid)
+                        if nd is None:
+                            flat += [0.0, 0.0, 0.0]
+                        else:
+                            loc = nd["loc"]
+                            flat += [as_float(loc[0]), as_float(loc[1]), 1.0 if nd.get("disabled") else 2.0]
+                    unknown = [n for n in nodes if n not in ids]
+                    if unknown:
+                        ctx.report.add("graph-node-unknown", "graph node not in its class template; dropped",
+                                       f"{file_name}#{k}:{unknown[0]}")
+                    kind, geom = "keypoints", [flat]
                 elif gtype == "bitmap":
                     bm = o["bitmap"]
                     if h is None or w is None:
@@ -265,6 +302,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                     cat_cols["id"].append(cid)
                     cat_cols["name"].append(title)
                     cat_cols["attributes"].append(None)
+                    cat_cols["keypoints"].append(None)
+                    cat_cols["skeleton"].append(None)
                     ctx.report.add("class-not-in-meta", "object class missing from meta.json; category added", title)
                 attrs = _tags(o.get("tags"))
                 for r in RESERVED:
@@ -347,6 +386,26 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     order, starts, ends = ds.annotations_by_image()
     shapes_used: dict[int, set[str]] = {}
     tag_types: dict[str, str] = {}
+    cat_rows = {cid: k for k, cid in enumerate(ds.categories.column("id").to_pylist())}
+    cat_kp = ds.categories.column("keypoints").to_pylist()
+    cat_sk = ds.categories.column("skeleton").to_pylist()
+    cat_extra = [loads_attrs(x) for x in ds.categories.column("attributes").to_pylist()]
+    graph_ids: dict[int, list[str]] = {}
+
+    def node_ids(cid: int, n: int) -> list[str]:
+        """Node ids of a class's graph: its template's when it came from Supervisely, else keypoint names."""
+        if cid not in graph_ids:
+            k = cat_rows.get(cid)
+            gc = cat_extra[k].get("geometry_config") if k is not None else None
+            names = cat_kp[k] if k is not None else None
+            if isinstance(gc, dict) and isinstance(gc.get("nodes"), dict) and len(gc["nodes"]) == n:
+                ids = [str(i) for i in gc["nodes"]]
+            elif names and len(names) == n and len(set(names)) == n:
+                ids = list(names)
+            else:
+                ids = [str(i + 1) for i in range(n)]
+            graph_ids[cid] = ids
+        return graph_ids[cid]
 
     def note_tags(tags: list[dict[str, Any]]) -> None:
         for t in tags:
@@ -436,6 +495,15 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
                     ctx.report.add("empty-mask-dropped", "empty mask dropped", aids[r])
                 else:
                     pieces.append({"geometryType": "bitmap", "bitmap": {"data": enc[0], "origin": enc[1]}})
+            elif kind == "keypoints" and g:
+                flat = g[0]
+                ids = node_ids(cid, len(flat) // 3)
+                nodes: dict[str, Any] = {}
+                for k in range(len(flat) // 3):
+                    x, y, v = flat[3 * k:3 * k + 3]
+                    if v > 0:
+                        nodes[ids[k]] = {"loc": [json_num(x), json_num(y)], **({"disabled": True} if v == 1 else {})}
+                pieces.append({"geometryType": "graph", "nodes": nodes})
             elif kind == "label":
                 tags.append({"name": title, "value": None})
                 ctx.report.add("label-to-tag", "Supervisely has no whole-image object; the class written as an image "
@@ -478,8 +546,15 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         shape = extra.get("shape") or (next(iter(used)) if len(used) == 1 else "any")
         if used and shape != "any" and used != {shape}:
             shape = "any"
+        config = extra.get("geometry_config") or {}
+        if "graph" in used and not config and cid in graph_ids:
+            ids = graph_ids[cid]
+            labels = cat_kp[k] if cat_kp[k] and len(cat_kp[k]) == len(ids) else ids
+            config = {"nodes": {i: {"label": lab, "loc": [0, 0]} for i, lab in zip(ids, labels, strict=True)},
+                      "edges": [{"src": ids[a - 1], "dst": ids[b - 1]} for a, b in (cat_sk[k] or [])
+                                if 0 < a <= len(ids) and 0 < b <= len(ids)]}
         classes.append({"id": cid, "title": name, "shape": shape, "color": extra.get("color") or _color(k),
-                        "geometry_config": extra.get("geometry_config") or {},
+                        "geometry_config": config,
                         **({"hotkey": extra["hotkey"]} if extra.get("hotkey") else {})})
     metas = list(ds.info.get("supervisely_tag_metas") or [])
     known = {m.get("name") for m in metas if isinstance(m, dict)}
