@@ -545,6 +545,9 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
             if i not in img_cells:
                 sid = i_src[i]
                 bid = int(sid) if isinstance(sid, str) and sid.isdigit() else i_id[i]
+                if sid is not None and not sid.isdigit():
+                    ctx.report.add("image-source-id-dropped", "BIIGLE image ids are integers; the image's "
+                                   "original id is dropped (its imagine id is written)", sid)
                 img_cells[i] = _image_cells(bid, i_fn[i], i_lat[i], i_lon[i], i_w[i], i_h[i], i_attrs[i])
             box = (bx[r], by[r], bw[r], bh[r])
             sp = _points(kinds[r], geoms[r], box, aids[r], ctx)

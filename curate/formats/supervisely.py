@@ -533,6 +533,9 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         ann_path.parent.mkdir(parents=True, exist_ok=True)
         with ann_path.open("w", encoding="utf-8") as fh:  # one-shot dumps uses the C encoder
             fh.write(json.dumps(doc, ensure_ascii=False))
+    srcs = [x for x in img.column("source_id").to_pylist() if x is not None]
+    ctx.report.add_many("image-source-id-dropped", "Supervisely has no place for original image ids; dropped",
+                        srcs[:5], len(srcs))
     # Supervisely has no image ids and no order across items: they read back sorted by dataset and item.
     if keys != sorted(keys) or img.column("id").to_pylist() != list(range(1, len(keys) + 1)):
         ctx.report.add("image-ids-renumbered", "Supervisely keeps no image ids or order; images read back "

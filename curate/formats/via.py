@@ -507,6 +507,8 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
 
     doc: dict[str, Any] = {}
     img = ds.images
+    if img.column("id").to_pylist() != list(range(1, img.num_rows + 1)):
+        ctx.report.add("image-ids-renumbered", "VIA has no image ids; images read back numbered 1, 2, ...")
     fnames = img.column("file_name").to_pylist()
     srcids = img.column("source_id").to_pylist()
     iattrs = img.column("attributes").to_pylist()
@@ -520,10 +522,14 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         size: int = -1
         if sid and sid.startswith(fn) and sid[len(fn):].lstrip("-").isdigit():
             size = int(sid[len(fn):])
-        elif ctx.root is not None:
-            p = safe_join(ctx.root, fn)
-            if p.is_file():
-                size = p.stat().st_size
+        else:
+            if sid:
+                ctx.report.add("image-source-id-dropped", "VIA keys images by file name and size; the image's "
+                               "original id is dropped", sid)
+            if ctx.root is not None:
+                p = safe_join(ctx.root, fn)
+                if p.is_file():
+                    size = p.stat().st_size
         key = f"{fn}{size}"
         if key in doc:
             ctx.report.add("duplicate-image-merged", "two images share file name and size; their regions merged", fn)
