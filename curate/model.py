@@ -204,9 +204,9 @@ class Dataset:
         t: pa.Table = getattr(self, table)
         c = t.column(name)
         if pa.types.is_floating(c.type):
-            return c.to_numpy()  # type: ignore[no-any-return]
+            return np.asarray(c.to_numpy())
         if pa.types.is_integer(c.type) and c.null_count == 0:
-            return c.to_numpy()  # type: ignore[no-any-return]
+            return np.asarray(c.to_numpy())
         return np.asarray(c.to_pylist(), dtype=object)
 
     def category_names(self) -> dict[int, str]:
