@@ -103,3 +103,15 @@ def test_bad_input_names_file_line_and_pointer(text: str, place: str, tmp_path: 
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "out"), "--to", "native"])
     assert result.exit_code == 2 and "export.ndjson" in result.output and place in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_size_from_the_image_header_when_media_attributes_are_missing(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rows = _rows()
+    del rows[1]["media_attributes"]
+    (tmp_path / "export.ndjson").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    Image.new("RGB", (31, 17)).save(tmp_path / "reef_0002.jpg")
+    ds = read_dataset(tmp_path / "export.ndjson")
+    assert ds.images.column("width").to_pylist() == [2560, 31]
+    assert ds.images.column("height").to_pylist() == [1707, 17]

@@ -231,9 +231,11 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             img["attributes"].append(dumps_attrs(iattrs))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise schema_error(row, "labelbox", src, ptr or "/", exc, place_prefix=prefix) from None
-    ws, hs = read_sizes(root, img["file_name"], src, places, ctx)
-    img["width"] = [a if a is not None else b for a, b in zip(img["width"], ws, strict=True)]
-    img["height"] = [a if a is not None else b for a, b in zip(img["height"], hs, strict=True)]
+    # Header reads only for data rows without media_attributes, and only when the image is at hand.
+    todo = [k for k, (w, h) in enumerate(zip(img["width"], img["height"], strict=True)) if w is None or h is None]
+    ws, hs = read_sizes(root, [img["file_name"][k] for k in todo], src, [places[k] for k in todo], ctx)
+    for k, w, h in zip(todo, ws, hs, strict=True):
+        img["width"][k], img["height"][k] = w, h
     categories = {"id": list(cats.values()), "name": list(cats), "supercategory": [cat_sup[k] for k in cats]}
     return Dataset.from_columns(img, ann, categories, {"root": str(root.resolve())})
 
