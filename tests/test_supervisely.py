@@ -199,3 +199,18 @@ def test_item_escaping_the_project_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         write_dataset(bad, tmp_path / "out", "supervisely", images="none")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_bitmap_reaching_outside_the_image_is_cropped_and_reported(tmp_path: Path) -> None:
+    doc = json.loads(ANN.read_text())
+    doc["objects"] = [o for o in doc["objects"] if o["geometryType"] == "bitmap"]
+    doc["objects"][0]["bitmap"]["origin"] = [78, 58]  # a 6x4 crop at (78, 58) on an 80x60 image
+    src = _broken_copy(tmp_path, json.dumps(doc))
+    from imagine.kernel import ConversionReport
+
+    report = ConversionReport()
+    ds = read_dataset(src, report=report)
+    assert report.counts == {"mask-cropped": 1}
+    m = mask_utils.decode({"size": [60, 80], "counts": ds.annotations.column("rle")[0].as_py().encode()})
+    assert m[58:, 78:].tolist() == [[1, 0], [0, 1]]  # the crop's (0, 0) pixel and row 1 from column 1
+    assert int(m.sum()) == 2

@@ -173,6 +173,8 @@ def _assert_nothing_left(tmp_path: Path) -> None:
     ("p.json", '{"a.jpg1": {"filename": "../../etc/a.jpg", "size": 1, "regions": []}}', "/a.jpg1/filename"),
     ("c.csv", "filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,region_attributes\n"
               'a.jpg,1,{},1,0,"{""name"":""point"",""cx"":1,""cy"":2}",{}\nb.jpg,1,{},1\n', "line 3"),
+    ("j.csv", "filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,region_attributes\n"
+              'a.jpg,1,{},1,0,"{""name"":""point"",""cx"":1,""cy"":2}",{}\nb.jpg,1,{},1,0,"{""name"":",{}\n', "line 3"),
 ])
 def test_bad_input_names_file_and_place(tmp_path: Path, name: str, text: str, place: str) -> None:
     src = _bad(tmp_path, name, text)
