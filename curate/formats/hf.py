@@ -139,7 +139,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     ids = ds.images.column("id").to_pylist()
     if written_ids != ids:
         side["image_order"] = ids
-    ann_written = [acols["id"][a] for r in range(len(images)) for a in order[starts[r]:ends[r]]]
+    ann_written = [o["id"] for rows in rows_by_split.values() for row in rows for o in row["objects"]]
     if ann_written != acols["id"]:
         side["annotation_order"] = acols["id"]
     (out / "imagine.json").write_text(json.dumps(side, ensure_ascii=False, default=str) + "\n", "utf-8")
@@ -267,6 +267,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                                                         "attributes")}
     class_names: list[str] | None = None
     root = folder
+    local: list[str] = []
     for split, table, feats in _tables(path):
         obj_names = _class_names(_object_feature(feats, "category"))
         label_names = _class_names(feats.get("label")) if feats is not None and "label" in feats else None
@@ -284,6 +285,10 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                 if not fn:
                     fn = Path(ipath).name if ipath else f"{split}_{iid:06d}{_ext(data) if data else '.png'}"
                 safe_join(folder, fn, source=path, place=f"{split} row {n}")
+                if not data and ipath and Path(ipath).is_absolute() and Path(ipath).is_file():
+                    data = Path(ipath).read_bytes()  # datasets keeps local absolute paths unembedded
+                elif not data and (folder / fn).is_file():
+                    local.append(fn)
                 if data:
                     if extract is None:
                         extract = Path(tempfile.mkdtemp(prefix="imagine-hf-"))
@@ -301,6 +306,10 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                 _objects(row, iid, ann_cols, bbox_format, img_cols["width"][-1], img_cols["height"][-1])
     if extract is not None:
         root = extract
+        for fn in local:  # images stored as paths under the source folder join the extracted ones
+            dst = extract / fn
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / fn, dst)
     try:
         if side.get("categories") is not None:
             cats = Dataset.from_records([], [], side["categories"]).categories
