@@ -7,20 +7,20 @@ import os
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"  # before datasets is imported anywhere: local files only
 
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from pathlib import Path
 
-import datasets  # noqa: E402
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from imagine.curate.cli import main  # noqa: E402
-from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset  # noqa: E402
-from imagine.curate.model import Dataset  # noqa: E402
-from imagine.kernel import InputError  # noqa: E402
-from PIL import Image  # noqa: E402
+import datasets
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from imagine.curate.cli import main
+from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
+from imagine.curate.model import Dataset
+from imagine.kernel import InputError
+from PIL import Image
 
-from tests.strategies import datasets as gen_datasets  # noqa: E402
+from tests.strategies import datasets as gen_datasets
 
 FIX = Path(__file__).parent / "fixtures"
 FISHCAM = FIX / "fishcam" / "data"
