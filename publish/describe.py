@@ -11,19 +11,17 @@ annotation kinds, checksums), the taxon mapping and optional audit/manifest/benc
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from imagine.kernel import Finding, InputError, RemoteError, atomic_dir, progress, safe_join
+from imagine.kernel import Finding, InputError, RemoteError, atomic_dir, safe_join
 from imagine.schemas import validate as schema_validate
 from imagine.vocab import bundle
 from imagine.vocab.bundle import Concept
@@ -192,45 +190,75 @@ def _check_ref(ref: Any, place: str, file: str | None, nvs: Nvs | None = None,
 # What the dataset knows
 
 
-def _counts(values: list[Any]) -> dict[str, int]:
-    return dict(sorted(Counter("(none)" if v is None else str(v) for v in values).items(), key=lambda kv: -kv[1]))
+def _rows_of(ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Row of each key in ``ids`` (-1 when absent), by one argsort and a binary search."""
+    if len(ids) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    sorter = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids, keys, sorter=sorter), 0, len(ids) - 1)
+    rows = sorter[pos]
+    return np.where(ids[rows] == keys, rows, -1)
+
+
+def _int_col(table: Any, name: str) -> np.ndarray:
+    col = table.column(name)
+    return np.asarray(col.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def dataset_facts(ds: Any, root: str | os.PathLike[str] | None = None, *, checksums: bool = True) -> dict[str, Any]:
-    """Counts per class and split, image formats and sizes, annotation kinds and checksums of a Dataset."""
+    """Counts per class and split, image formats and sizes, annotation kinds and checksums of a Dataset.
+
+    Vectorised (one sort, ``bincount``), so a million annotations take well under a second.
+    """
+    import pyarrow.compute as pc
+
     names = ds.category_names()
     images = ds.images
-    img_ids = images.column("id").to_pylist()
-    splits = [s or "unsplit" for s in images.column("split").to_pylist()]
-    split_of = dict(zip(img_ids, splits, strict=True))
-    files = images.column("file_name").to_pylist()
-    ann_img = ds.annotations.column("image_id").to_pylist()
-    ann_cat = ds.annotations.column("category_id").to_pylist()
-    kinds = _counts(ds.annotations.column("kind").to_pylist())
-    per_class: dict[int, dict[str, Any]] = {cid: {"id": cid, "name": n, "annotations": 0, "images": set(),
-                                                  "per_split": Counter()} for cid, n in names.items()}
-    for iid, cid in zip(ann_img, ann_cat, strict=True):
-        row = per_class.get(cid)
-        if row is None:
-            continue
-        row["annotations"] += 1
-        row["images"].add(iid)
-        row["per_split"][split_of.get(iid, "unsplit")] += 1
-    classes = [{"id": r["id"], "name": r["name"], "annotations": r["annotations"], "images": len(r["images"]),
-                "per_split": dict(sorted(r["per_split"].items()))} for r in per_class.values()]
-    w = np.asarray([x if x is not None else np.nan for x in images.column("width").to_pylist()], dtype=float)
-    h = np.asarray([x if x is not None else np.nan for x in images.column("height").to_pylist()], dtype=float)
+    img_ids = _int_col(images, "id")
+    split_col = pc.if_else(pc.equal(images.column("split"), ""), None, images.column("split"))
+    enc = pc.fill_null(split_col, "unsplit").combine_chunks().dictionary_encode()
+    split_names = [str(x) for x in enc.dictionary.to_pylist()]
+    split_idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    split_counts = np.bincount(split_idx, minlength=len(split_names))
+    ann = ds.annotations
+    img_row = _rows_of(img_ids, _int_col(ann, "image_id"))
+    cat_ids = np.asarray(list(names), dtype=np.int64)
+    cat_row = _rows_of(cat_ids, _int_col(ann, "category_id"))
+    ok = (cat_row >= 0)
+    n_s = max(len(split_names), 1)
+    ann_split = np.where(img_row >= 0, split_idx[np.clip(img_row, 0, None)] if len(split_idx) else 0, -1)
+    ok_split = ok & (ann_split >= 0)
+    grid = np.bincount(cat_row[ok_split] * n_s + ann_split[ok_split], minlength=len(cat_ids) * n_s)
+    grid = grid.reshape(len(cat_ids), n_s) if len(cat_ids) else grid.reshape(0, n_s)
+    per_cat = np.bincount(cat_row[ok], minlength=len(cat_ids))
+    pairs = np.sort(cat_row[ok & (img_row >= 0)] * (len(img_ids) + 1) + img_row[ok & (img_row >= 0)])
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs  # distinct (class, image)
+    imgs_per_cat = np.bincount(pairs // (len(img_ids) + 1), minlength=len(cat_ids)) if len(pairs) else \
+        np.zeros(len(cat_ids), dtype=np.int64)
+    classes = [{"id": int(cid), "name": names[int(cid)], "annotations": int(per_cat[i]), "images": int(imgs_per_cat[i]),
+                "per_split": {split_names[j]: int(grid[i, j]) for j in sorted(range(n_s), key=lambda j: split_names[j])
+                              if grid[i, j]}}
+               for i, cid in enumerate(cat_ids)]
+    kinds = {str(r["values"]): int(r["counts"]) for r in pc.value_counts(ann.column("kind")).to_pylist()}
+    w = images.column("width").to_numpy(zero_copy_only=False).astype(float)
+    h = images.column("height").to_numpy(zero_copy_only=False).astype(float)
     sizes: dict[str, Any] = {}
     if np.isfinite(w).any():
         sizes = {"width": {"min": int(np.nanmin(w)), "median": float(np.nanmedian(w)), "max": int(np.nanmax(w))},
                  "height": {"min": int(np.nanmin(h)), "median": float(np.nanmedian(h)), "max": int(np.nanmax(h))}}
-    exts = _counts([f.rsplit(".", 1)[-1].lower() if "." in f else "" for f in files])
-    formats = {e: {"count": n, "media_type": bundle.media_type("x." + e)[0]} for e, n in exts.items()}
-    dts = sorted(d for d in images.column("datetime").to_pylist() if d)
+    ext = pc.utf8_lower(pc.struct_field(pc.extract_regex(images.column("file_name").combine_chunks(),
+                                                         r"\.(?P<ext>[^./]+)$"), [0])) if images.num_rows else None
+    exts = {} if ext is None else {str(r["values"] or ""): int(r["counts"]) for r in pc.value_counts(ext).to_pylist()}
+    formats = {e: {"count": n, "media_type": bundle.media_type("x." + e)[0]}
+               for e, n in sorted(exts.items(), key=lambda kv: -kv[1])}
+    dt = images.column("datetime").drop_null()
     facts: dict[str, Any] = {
-        "images": len(img_ids), "annotations": len(ann_img), "classes": classes, "splits": _counts(splits),
-        "annotation_kinds": kinds, "image_formats": formats, "image_sizes": sizes,
-        "time_span": {"start": dts[0][:10], "end": dts[-1][:10]} if dts else None,
+        "images": int(images.num_rows), "annotations": int(ann.num_rows), "classes": classes,
+        "splits": {split_names[j]: int(split_counts[j]) for j in np.argsort(-split_counts, kind="stable")},
+        "annotation_kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "image_formats": formats, "image_sizes": sizes,
+        "time_span": ({"start": str(pc.min(dt).as_py())[:10], "end": str(pc.max(dt).as_py())[:10]}
+                      if len(dt) else None),
     }
     lat = [x for x in images.column("latitude").to_pylist() if x is not None]
     lon = [x for x in images.column("longitude").to_pylist() if x is not None]
@@ -242,7 +270,7 @@ def dataset_facts(ds: Any, root: str | os.PathLike[str] | None = None, *, checks
         manifest = split_manifest(ds, root)
         facts["split_manifest_hash"] = manifest["hash"]
         facts["content_hash"] = dataset_hash(ds, root)
-        facts["image_bytes"] = sum(safe_join(root, f).stat().st_size for f in files)
+        facts["image_bytes"] = sum(safe_join(root, f).stat().st_size for f in images.column("file_name").to_pylist())
     return facts
 
 
@@ -369,26 +397,36 @@ def file_info(path: Path, name: str | None = None) -> dict[str, Any]:
 
 
 def write_annotations_csv(ds: Any, taxa: list[dict[str, Any]], path: Path) -> None:
-    """One row per annotation (image, split, label, taxon, box in pixels, kind): the Croissant RecordSet source."""
+    """One row per annotation (image, split, label, taxon, box in pixels, kind): the Croissant RecordSet source.
+
+    Built column-wise with Arrow (take + CSV writer): 1.4 M rows in a few seconds.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
     names = ds.category_names()
-    uri = {t["label"]: t.get("uri") or "" for t in taxa}
-    img_rows = ds.image_index()
-    files = ds.images.column("file_name").to_pylist()
-    splits = ds.images.column("split").to_pylist()
+    uri = {t["label"]: t.get("uri") or None for t in taxa}
     a = ds.annotations
-    cols = [a.column(c).to_pylist() for c in ("image_id", "category_id", "kind", "bbox_x", "bbox_y", "bbox_w",
-                                              "bbox_h")]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "split", "label", "taxon", "kind", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "bbox"])
-        for iid, cid, kind, x, y, bw, bh in progress(zip(*cols, strict=True), total=a.num_rows, desc="annotations"):
-            r = img_rows.get(iid)
-            label = names.get(cid, "")
-            box = [v if v is not None and v == v else None for v in (x, y, bw, bh)]
-            fmt = ["" if v is None else f"{v:.2f}" for v in box]
-            w.writerow([files[r] if r is not None else "", (splits[r] if r is not None else "") or "", label,
-                        uri.get(label, ""), kind, *fmt,
-                        " ".join(fmt) if all(box_v is not None for box_v in box) else ""])
+    img_row = _rows_of(_int_col(ds.images, "id"), _int_col(a, "image_id"))
+    cat_ids = np.asarray(list(names), dtype=np.int64)
+    cat_row = _rows_of(cat_ids, _int_col(a, "category_id"))
+    img_take = pa.array(img_row, mask=img_row < 0)
+    cat_take = pa.array(cat_row, mask=cat_row < 0)
+    labels = pa.array([names[int(c)] for c in cat_ids], pa.string())
+    taxon = pa.array([uri.get(names[int(c)]) for c in cat_ids], pa.string())
+    boxes = {c: pc.round(a.column(c), 2) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")}
+    as_text = [pc.cast(boxes[c], pa.string()) for c in boxes]
+    table = pa.table({
+        "image": pc.take(ds.images.column("file_name"), img_take),
+        "split": pc.take(ds.images.column("split"), img_take),
+        "label": pc.take(labels, cat_take),
+        "taxon": pc.take(taxon, cat_take),
+        "kind": a.column("kind"),
+        **boxes,
+        "bbox": pc.binary_join_element_wise(*as_text, " "),
+    })
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
 
 
 def _publishable_modes(folder: Path) -> None:
