@@ -704,12 +704,12 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
     elif kind == "rbox":
         cx, cy, w, h, ang = g[0][:5]
         el = shape("box")
-        xtl, xbr, ok_x = exact_pair(cx - w / 2, cx + w / 2, cx, w)
-        ytl, ybr, ok_y = exact_pair(cy - h / 2, cy + h / 2, cy, h)
+        sx1, sx2, ok_x = exact_pair(cx - w / 2, cx + w / 2, cx, w)
+        sy1, sy2, ok_y = exact_pair(cy - h / 2, cy + h / 2, cy, h)
         if not (ok_x and ok_y):
             report.add("box-float-noise", "no float64 corners give the centre and size back exactly", aid)
-        for k, v in (("xtl", xtl), ("ytl", ytl), ("xbr", xbr), ("ybr", ybr)):
-            el.set(k, v)
+        for key, text in (("xtl", sx1), ("ytl", sy1), ("xbr", sx2), ("ybr", sy2)):
+            el.set(key, text)
         rot = ang % 360.0
         if rot == 0:
             report.add("rbox-to-box", "a rotated box with angle 0 is written (and read back) as a plain box", aid)
