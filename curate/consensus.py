@@ -62,7 +62,11 @@ def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _grouped_median(obj: np.ndarray, values: np.ndarray, n_obj: int) -> np.ndarray:
-    order = np.lexsort((values, obj))
+    """Median of ``values`` per object: one argsort of ``obj + scaled value`` (a float key in [obj, obj + 0.5])
+    orders values inside each object; the medians are taken from the exact values."""
+    lo_v, hi_v = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    key = obj + (values - lo_v) * (0.5 / max(hi_v - lo_v, 1e-300))
+    order = np.argsort(key, kind="stable")
     v = values[order]
     starts, counts, _ = _segments(obj[order])
     lo = v[starts + (counts - 1) // 2]
@@ -127,9 +131,10 @@ def consensus(ds: Dataset, *, iou: float = 0.6, min_iou: float = 0.4, merge: Mer
     root = components(m, p[link], q[link])
     kr = np.flatnonzero(kept)
     obj_raw = root[kr]
-    uniq, obj = np.unique(obj_raw, return_inverse=True)
-    obj = obj.ravel()
-    sizes = np.bincount(obj, minlength=len(uniq))
+    present = np.zeros(m, dtype=bool)
+    present[obj_raw] = True
+    obj = (np.cumsum(present) - 1)[obj_raw]  # dense object numbers, in order of their smallest box
+    sizes = np.bincount(obj, minlength=int(present.sum()))
     good = sizes >= min_votes
     new_id = np.cumsum(good) - 1
     sel = good[obj]
@@ -138,17 +143,23 @@ def consensus(ds: Dataset, *, iou: float = 0.6, min_iou: float = 0.4, merge: Mer
     votes = sizes[good]
 
     # label by majority (ties: smallest category id)
-    kcat = cat[rows[kr]]
-    pair_key = obj.astype(np.int64) * (int(cat.max(initial=0)) + 2) + (kcat + 1)
-    uk, cnt = np.unique(pair_key, return_counts=True)
-    ko = uk // (int(cat.max(initial=0)) + 2)
-    kc = uk % (int(cat.max(initial=0)) + 2) - 1
-    best = np.lexsort((kc, -cnt, ko))
-    first = best[np.r_[0, np.flatnonzero(np.diff(ko[best])) + 1]] if len(best) else best
+    ucat, kcode = np.unique(cat[rows[kr]], return_inverse=True)
+    kcode = kcode.ravel()
+    n_ucat = len(ucat)
     label = np.full(n_obj, -1, dtype=np.int64)
     label_votes = np.zeros(n_obj, dtype=np.int64)
-    label[ko[first]] = kc[first]
-    label_votes[ko[first]] = cnt[first]
+    if n_obj and n_obj * n_ucat <= 50_000_000:  # a dense votes table; argmax takes the smallest id on ties
+        table = np.bincount(obj * n_ucat + kcode, minlength=n_obj * n_ucat).reshape(n_obj, n_ucat)
+        best_code = table.argmax(axis=1)
+        label = ucat[best_code].astype(np.int64)
+        label_votes = table[np.arange(n_obj), best_code].astype(np.int64)
+    elif n_obj:
+        uk, cnt = np.unique(obj.astype(np.int64) * n_ucat + kcode, return_counts=True)
+        ko, kc = uk // n_ucat, uk % n_ucat
+        best = np.lexsort((kc, -cnt, ko))
+        first = best[np.r_[0, np.flatnonzero(np.diff(ko[best])) + 1]]
+        label[ko[first]] = ucat[kc[first]]
+        label_votes[ko[first]] = cnt[first]
 
     # merged box
     coords = (bx1[kr], by1[kr], bx2[kr], by2[kr])
@@ -180,8 +191,10 @@ def consensus(ds: Dataset, *, iou: float = 0.6, min_iou: float = 0.4, merge: Mer
             pc.dictionary_encode(annotators)
         codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)[rows[kr]]
         okc = codes >= 0
-        ua = np.unique(obj[okc].astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes[okc])
-        distinct = np.bincount(ua // (int(codes.max(initial=0)) + 1), minlength=n_obj)
+        width = int(codes.max(initial=0)) + 1
+        pairs = np.sort(obj[okc].astype(np.int64) * width + codes[okc])  # a sort beats numpy's hash unique here
+        ua = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs
+        distinct = np.bincount(ua // width, minlength=n_obj)
 
     obj_img = np.zeros(n_obj, dtype=np.int64)
     obj_img[obj] = img[rows[kr]]

@@ -126,10 +126,29 @@ def image_hashes(ds: Dataset, root: str | os.PathLike[str] | None = None, *,
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected components of ``n`` nodes and edges ``a[k]–b[k]``: each node's smallest member."""
-    parent = np.arange(n, dtype=np.int64)
+    """Connected components of ``n`` nodes and edges ``a[k]–b[k]``: each node's smallest member.
+
+    SciPy's graph routine when it is installed (it comes with scikit-learn), else a NumPy
+    union-find by hooking and pointer jumping.
+    """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+    except ImportError:
+        return _components_numpy(n, a, b)
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n)).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    smallest = np.full(int(labels.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n, dtype=np.int64))
+    return smallest[labels]
+
+
+def _components_numpy(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    parent = np.arange(n, dtype=np.int64)
     while len(a):
         ra, rb = parent[a], parent[b]
         diff = ra != rb
@@ -188,7 +207,7 @@ def _choose_blocks(n: int, r: int) -> int:
         k = parts - r
         key_bits = 64 * k / parts
         passes = math.comb(parts, k)
-        cost = passes * (4.0 * n + n * n / 2.0 ** (key_bits + 1))
+        cost = passes * (n + 4.0 * n * n / 2.0 ** (key_bits + 1))  # a sort per pass + checked candidates
         if cost < best_cost:
             best, best_cost = parts, cost
     return best

@@ -15,6 +15,7 @@ from imagine.curate.dedup import (
     DedupResult,
     ImageHashes,
     _choose_blocks,
+    _components_numpy,
     annotation_duplicates,
     components,
     cosine_pairs,
@@ -102,9 +103,10 @@ def test_components_match_union_find() -> None:
         if rx != ry:
             parent[max(rx, ry)] = min(rx, ry)
     expected = [find(i) for i in range(n)]
-    got = components(n, a, b)
-    # same partition; labels are each component's smallest node in both
-    assert got.tolist() == [min(i for i in range(n) if expected[i] == expected[k]) for k in range(n)]
+    want = [min(i for i in range(n) if expected[i] == expected[k]) for k in range(n)]
+    # same partition; labels are each component's smallest node, with SciPy and without
+    assert components(n, a, b).tolist() == want
+    assert _components_numpy(n, a, b).tolist() == want
 
 
 def test_cosine_pairs_match_brute_force() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from imagine.curate.cli import main
-from imagine.curate.dedup import dedup
+from imagine.curate.dedup import DedupResult, dedup
 from imagine.curate.formats import write_dataset
 from imagine.curate.leakage import leakage, render_markdown
 from imagine.curate.model import Dataset
@@ -39,11 +39,17 @@ def aqua() -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def aqua_report(aqua: Dataset) -> dict[str, Any]:
-    return leakage(aqua, columns=["file_name"], pattern=SOURCE)
+def aqua_dups(aqua: Dataset) -> DedupResult:
+    return dedup(aqua, annotation_iou=None)
 
 
-def test_aquarium_export_leaks_source_footage(aqua: Dataset, aqua_report: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def aqua_report(aqua: Dataset, aqua_dups: DedupResult) -> dict[str, Any]:
+    return leakage(aqua, columns=["file_name"], pattern=SOURCE, dedup_result=aqua_dups)
+
+
+def test_aquarium_export_leaks_source_footage(aqua: Dataset, aqua_report: dict[str, Any],
+                                              aqua_dups: DedupResult) -> None:
     rep = aqua_report
     assert validate(rep, "leakage-report") == []
     names = [f.split("/")[-1] for f in aqua.images.column("file_name").to_pylist()]
@@ -55,14 +61,13 @@ def test_aquarium_export_leaks_source_footage(aqua: Dataset, aqua_report: dict[s
     assert by["file_name"]["crossing_groups"] == expected
     for ex in by["file_name"]["examples"]:
         assert len(ex["splits"]) >= 2 and sum(ex["splits"].values()) == ex["images"]
-    dup = dedup(aqua, annotation_iou=None)
-    assert by["duplicate"]["crossing_groups"] == dup.report()["summary"]["groups_crossing_splits"] >= 1
+    assert by["duplicate"]["crossing_groups"] == aqua_dups.report()["summary"]["groups_crossing_splits"] >= 1
     assert rep["leaking"] and rep["crossing_groups"] == expected + by["duplicate"]["crossing_groups"]
     assert "## file_name: examples" in render_markdown(rep)
 
 
-def test_grouped_resplit_leaves_nothing_crossing(aqua: Dataset) -> None:
-    dup = dedup(aqua, annotation_iou=None)
+def test_grouped_resplit_leaves_nothing_crossing(aqua: Dataset, aqua_dups: DedupResult) -> None:
+    dup = aqua_dups
     res = split(aqua, (0.8, 0.1, 0.1), group_by=["file_name", "duplicate"], pattern=SOURCE,
                 duplicate_groups=dup.group, seed=4)
     rep = leakage(res.dataset, columns=["file_name"], pattern=SOURCE, dedup_result=dup)
