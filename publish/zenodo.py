@@ -22,14 +22,16 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import random
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from imagine.kernel import InputError, RemoteError, UsageError, require
@@ -175,30 +177,70 @@ class FileChangedError(InputError):
 
 
 class _HashingReader:
-    """A file body for ``requests`` that streams 1 MiB blocks and computes MD5 on the fly."""
+    """A file body for ``requests`` that streams 1 MiB blocks and computes MD5 on the fly.
+
+    A helper thread reads and hashes ahead (a few blocks, bounded memory) while the caller sends
+    the previous block, so hashing overlaps the network (hashlib and socket sends release the GIL).
+    """
+
+    DEPTH = 4
+    BLOCK = 4 * CHUNK
 
     def __init__(self, path: Path, size: int):
         self.path, self.size = path, size
-        self.fh: IO[bytes] = open(path, "rb")
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.sent = 0
+        self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="imagine-upload-reader", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                left = self.size
+                while left > 0 and not self._stop.is_set():
+                    chunk = fh.read(min(self.BLOCK, left))
+                    if not chunk:
+                        raise FileChangedError(f"file shrank while uploading ({self.size - left} of {self.size} "
+                                               "bytes)", file=self.path)
+                    self.md5.update(chunk)
+                    left -= len(chunk)
+                    self._put(chunk)
+            self._put(None)
+        except BaseException as exc:  # handed to the sending thread
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def __len__(self) -> int:
         return self.size
 
     def read(self, n: int = -1) -> bytes:
-        left = self.size - self.sent
-        if left <= 0:
+        if self.sent >= self.size:
             return b""
-        chunk = self.fh.read(min(max(n, CHUNK), left))
-        if not chunk:
-            raise FileChangedError(f"file shrank while uploading ({self.sent} of {self.size} bytes)", file=self.path)
-        self.md5.update(chunk)
-        self.sent += len(chunk)
-        return chunk
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is None:
+            return b""
+        self.sent += len(item)
+        return item
 
     def close(self) -> None:
-        self.fh.close()
+        self._stop.set()
+        self._thread.join(5)
+
+    def hexdigest(self) -> str:
+        """MD5 of the bytes read (complete once the whole body was sent)."""
+        self._thread.join(5)
+        return self.md5.hexdigest()
 
 
 class _BearerAuth:
@@ -473,7 +515,7 @@ class ZenodoClient:
         if self.dry_run:
             return {}
         sent = self.last_upload
-        if sent is None or sent.md5.hexdigest() != md5:
+        if sent is None or sent.sent != size or sent.hexdigest() != md5:
             raise FileChangedError("file changed on disk between checksum and upload (its MD5 differs); "
                                    "re-run to re-checksum and upload it again", file=path)
         server = str(obj.get("checksum", "")).removeprefix("md5:")
