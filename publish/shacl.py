@@ -20,7 +20,7 @@ from imagine.kernel import Finding, InputError, require
 
 __all__ = ["ValidationResult", "validate_dir", "shacl_findings", "shapes_graph", "SHAPE_FILES"]
 
-SHAPE_FILES = ("dcat-ap-3.0.1.ttl", "aquatic-profile.ttl")
+SHAPE_FILES = ("dcat-ap-3.0.1.ttl", "eu-vocabularies.ttl", "aquatic-profile.ttl")
 
 
 @dataclass
@@ -46,7 +46,7 @@ def _shape_text(name: str) -> str:
 
 @cache
 def shapes_graph() -> Any:
-    """The bundled shapes (DCAT-AP 3.0.1 constraints and the aquatic profile) as one rdflib graph."""
+    """The bundled shapes (DCAT-AP 3.0.1 constraints, EU-table URI checks, aquatic profile) as one rdflib graph."""
     from rdflib import Graph
 
     g = Graph()

@@ -373,3 +373,19 @@ def test_reviewed_mapping_file_is_used(tmp_path):
     taxa = {t["label"]: t for t in res.record["taxa"]}
     assert taxa["Chromis chromis"]["accepted_name"] == "Chromis chromis (reviewed)"
     assert taxa["Oblada melanura"]["accepted_aphia_id"] == 1577363 and taxa["Diver"]["status"] == "non-taxon"
+
+
+def test_eu_vocabulary_shapes_offline(tmp_path):
+    from imagine.publish.shacl import shacl_findings
+
+    out = tmp_path / "meta"
+    assert describe(None, META / "litter-drone.yaml", out, dataset=use_case_dataset(["net"])).ok
+    g = Graph().parse(out / "dcat.ttl")
+    ds = next(g.subjects(RDF.type, DCAT.Dataset))
+    assert not [f for f in shacl_findings(g) if "EU" in f.message]
+    g.remove((ds, DCAT.theme, None))
+    g.add((ds, DCAT.theme, URIRef("http://vocab.nerc.ac.uk/collection/P02/current/BLIT/")))
+    g.set((ds, DCTERMS.accessRights, URIRef("https://example.org/open")))
+    found = {(f.severity, f.message) for f in shacl_findings(g, file="x.ttl")}
+    assert ("warning", "at least one dcat:theme should come from the EU data-theme table") in found
+    assert ("error", "dct:accessRights must come from the EU access-right table") in found
