@@ -219,3 +219,22 @@ def test_cli_vocab_match(server, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "matched no taxon" in r.output
     r = CliRunner().invoke(main, ["vocab", "match", "-o", str(tmp_path / "y.json")])
     assert r.exit_code == 2 and not (tmp_path / "y.json").exists()
+
+
+def test_retry_after_as_http_date_and_capped_wait(server, tmp_path):
+    url, _ = server
+    http, waits = client(tmp_path)
+    assert http.get(f"{url}/ratelimited-date").status == 200
+    assert len(waits) == 1 and 1.0 < waits[0] <= 3.0
+    http, waits = client(tmp_path, max_wait=7.0)
+    assert http.get(f"{url}/ratelimited-long").status == 200 and waits == [7.0]
+
+
+def test_worms_batches_of_50(server, tmp_path):
+    url, state = server
+    http, _ = client(tmp_path, use_cache=False)
+    before = sum(1 for p in state.requests if p.startswith("/worms/AphiaRecordsByMatchNames"))
+    names = [f"Nonexistus species{i}" for i in range(120)] + ["Chromis chromis"]
+    res = Worms(http, f"{url}/worms").match_names(names)
+    after = sum(1 for p in state.requests if p.startswith("/worms/AphiaRecordsByMatchNames"))
+    assert after - before == 3 and len(res) == 121 and res[-1][0]["AphiaID"] == 127000 and res[0] == []

@@ -6,6 +6,7 @@ what the client sent, and has routes for errors (503 then OK, 429 with Retry-Aft
 
 from __future__ import annotations
 
+import email.utils
 import json
 import threading
 import time
@@ -112,6 +113,13 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, {"ok": n})
             if path == "/ratelimited":
                 return self._send(429, {"error": "slow down"}, {"Retry-After": "2"}) if n == 1 else \
+                    self._send(200, {"ok": n})
+            if path == "/ratelimited-date":
+                when = email.utils.formatdate(time.time() + 3, usegmt=True)
+                return self._send(429, {"error": "slow down"}, {"Retry-After": when}) if n == 1 else \
+                    self._send(200, {"ok": n})
+            if path == "/ratelimited-long":
+                return self._send(429, {"error": "slow down"}, {"Retry-After": "3600"}) if n == 1 else \
                     self._send(200, {"ok": n})
             if path == "/down" or path.startswith("/worms-down/"):
                 return self._send(500, b"Internal Server Error")
