@@ -648,3 +648,34 @@ def test_images_without_detections_are_kept_in_the_list(tmp_path: Path) -> None:
     dive_rep = write_dataset(more, tmp_path / "dv", "dive", images="none")
     assert set(dive_rep.counts) == {"score-dropped"}
     assert read_dataset(tmp_path / "dv", "dive").images.column("file_name").to_pylist()[-1] == "empty.png"
+
+
+GOOD_FEATURE = {"frame": 0, "bounds": [0, 0, 1, 1]}
+
+
+@pytest.mark.parametrize(("doc", "place"), [
+    ({"tracks": []}, "/tracks"),
+    ({"tracks": {"a": {"features": []}}}, "/tracks/a/id"),
+    ({"tracks": {"0": {"id": 0}}}, "/tracks/0/features"),
+    ({"tracks": {"0": {"id": 0, "features": [{"frame": -1, "bounds": [0, 0, 1, 1]}]}}},
+     "/tracks/0/features/0/frame"),
+    ({"tracks": {"0": {"id": 0, "features": [{**GOOD_FEATURE, "bounds": [0, 0, "1", 1]}]}}},
+     "/tracks/0/features/0/bounds"),
+    ({"tracks": {"0": {"id": 0, "features": [{**GOOD_FEATURE, "head": [1]}]}}}, "/tracks/0/features/0/head"),
+    ({"tracks": {"0": {"id": 0, "features": [{**GOOD_FEATURE, "geometry": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"key": ""},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, "x"], [1, 1]]]}}]}}]}}},
+     "/tracks/0/features/0/geometry/features/0/geometry"),
+    ({"tracks": {"0": {"id": 0, "features": [GOOD_FEATURE]}}, "groups": {"1": {"members": {"0": {"ranges": [[0]]}}}}},
+     "/groups/1/members/0/ranges/0"),
+])
+def test_read_and_check_agree_on_bad_dive(tmp_path: Path, doc: dict[str, Any], place: str) -> None:
+    """The reader's fast structural check and the JSON Schema point at the same place."""
+    p = tmp_path / "bad.dive.json"
+    p.write_text(json.dumps(doc), "utf-8")
+    with pytest.raises(InputError) as err:
+        read_dataset(p, "dive")
+    assert err.value.file == str(p) and err.value.place is not None and err.value.place.startswith(place)
+    findings = get_format("dive").check(p)
+    assert findings and any((f.place or "").startswith(place) or place.startswith(f.place or "~")
+                            for f in findings), [f.place for f in findings]

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, dump_json, safe_join
+from imagine.kernel import ConversionReport, Finding, InputError, UsageError, atomic_write, dump_json, safe_join
 from imagine.schemas import validate
 
 from ..model import Dataset
@@ -86,6 +86,118 @@ def _normalise(doc: Any) -> Any:
     return doc
 
 
+class _Shape:
+    """Fast structural validation of a DIVE document (what the reader touches), naming the JSON pointer.
+
+    The JSON Schema (``check``) says the same with every finding at once; walking millions of
+    features with jsonschema is too slow for ``read``, so read uses this.
+    """
+
+    def __init__(self, src: Path):
+        self.src = src
+
+    def fail(self, ptr: str, what: str) -> None:
+        raise InputError(f"not a DIVE annotation file: expected {what}", file=self.src, place=ptr or "/")
+
+    def num(self, v: Any) -> bool:
+        return v.__class__ is not bool and isinstance(v, (int, float))
+
+    def obj(self, v: Any, ptr: str, optional: bool = True) -> dict[str, Any]:
+        if v is None and optional:
+            return {}
+        if not isinstance(v, dict):
+            self.fail(ptr, "an object")
+        return v
+
+    def lst(self, v: Any, ptr: str, optional: bool = True) -> list[Any]:
+        if v is None and optional:
+            return []
+        if not isinstance(v, list):
+            self.fail(ptr, "an array")
+        return v
+
+    def xy(self, v: Any, ptr: str) -> None:
+        if not isinstance(v, list) or len(v) < 2 or not (self.num(v[0]) and self.num(v[1])):
+            self.fail(ptr, "a point [x, y]")
+
+    def document(self, doc: Any) -> None:
+        doc = self.obj(doc, "", optional=False)
+        if "tracks" not in doc:
+            self.fail("/tracks", "a tracks object")
+        for tkey, t in self.obj(doc["tracks"], "/tracks", optional=False).items():
+            self.track(tkey, t, f"/tracks/{_esc(tkey)}")
+        for gkey, g in self.obj(doc.get("groups"), "/groups").items():
+            gp = f"/groups/{_esc(gkey)}"
+            g = self.obj(g, gp, optional=False)
+            self.ident(g.get("id"), gkey, f"{gp}/id")
+            for mkey, m in self.obj(g.get("members"), f"{gp}/members").items():
+                mp = f"{gp}/members/{_esc(mkey)}"
+                self.ident(None, mkey, mp)
+                for k, r in enumerate(self.lst(self.obj(m, mp, optional=False).get("ranges"), f"{mp}/ranges")):
+                    if not (isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)):
+                        self.fail(f"{mp}/ranges/{k}", "a frame range [begin, end]")
+
+    def ident(self, v: Any, key: str, ptr: str) -> None:
+        if v is None:
+            if not re.fullmatch(r"-?\d+", key):
+                self.fail(ptr, "an integer id")
+        elif type(v) is not int:
+            self.fail(ptr, "an integer id")
+
+    def track(self, key: str, t: Any, tp: str) -> None:
+        t = self.obj(t, tp, optional=False)
+        self.ident(t.get("id"), key, f"{tp}/id")
+        self.obj(t.get("attributes"), f"{tp}/attributes")
+        for k, p in enumerate(self.lst(t.get("confidencePairs"), f"{tp}/confidencePairs")):
+            if not (isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and self.num(p[1])):
+                self.fail(f"{tp}/confidencePairs/{k}", "a [class, score] pair")
+        if "features" not in t:
+            self.fail(f"{tp}/features", "a features array")
+        for k, f in enumerate(self.lst(t["features"], f"{tp}/features", optional=False)):
+            self.feature(f, f"{tp}/features/{k}")
+
+    def feature(self, f: Any, fp: str) -> None:
+        f = self.obj(f, fp, optional=False)
+        if type(f.get("frame")) is not int or f["frame"] < 0:
+            self.fail(f"{fp}/frame", "a frame number (integer >= 0)")
+        b = f.get("bounds")
+        if not (isinstance(b, list) and len(b) == 4 and all(self.num(v) for v in b)):
+            self.fail(f"{fp}/bounds", "bounds [x1, y1, x2, y2]")
+        self.obj(f.get("attributes"), f"{fp}/attributes")
+        for k, n in enumerate(self.lst(f.get("notes"), f"{fp}/notes")):
+            if not isinstance(n, str):
+                self.fail(f"{fp}/notes/{k}", "a note (text)")
+        if f.get("fishLength") is not None and not self.num(f["fishLength"]):
+            self.fail(f"{fp}/fishLength", "a number")
+        for key in ("head", "tail"):
+            if f.get(key) is not None:
+                self.xy(f[key], f"{fp}/{key}")
+        for key in ("keyframe", "interpolate"):
+            if f.get(key) is not None and not isinstance(f[key], bool):
+                self.fail(f"{fp}/{key}", "true or false")
+        geo = self.obj(f.get("geometry"), f"{fp}/geometry")
+        for k, gf in enumerate(self.lst(geo.get("features"), f"{fp}/geometry/features")):
+            gp = f"{fp}/geometry/features/{k}"
+            gf = self.obj(gf, gp, optional=False)
+            self.obj(gf.get("properties"), f"{gp}/properties")
+            g = self.obj(gf.get("geometry"), f"{gp}/geometry", optional=False)
+            c = g.get("coordinates")
+            cp = f"{gp}/geometry/coordinates"
+            if g.get("type") == "Point":
+                self.xy(c, cp)
+            elif g.get("type") == "LineString":
+                for j, pt in enumerate(self.lst(c, cp, optional=False)):
+                    self.xy(pt, f"{cp}/{j}")
+            elif g.get("type") == "Polygon":
+                for j, ring in enumerate(self.lst(c, cp, optional=False)):
+                    for m, pt in enumerate(self.lst(ring, f"{cp}/{j}", optional=False)):
+                        self.xy(pt, f"{cp}/{j}/{m}")
+
+
+def _esc(key: str) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
 def _json_file(path: Path) -> Path:
     if path.is_file():
         return path
@@ -132,8 +244,11 @@ def feature_detection(track: dict[str, Any], feat: dict[str, Any], image: int, t
             seen_kp.add(key)
         elif t == "Polygon":
             d.polygons.append([_ring(r) for r in c])
-        elif t == "LineString" and key != "HeadTails":
-            d.lines.append([float(v) for p in c for v in p[:2]])
+        elif t == "LineString":
+            if key != "HeadTails":
+                d.lines.append([float(v) for p in c for v in p[:2]])
+        else:
+            d.extra.setdefault("_dropped", []).append(str(t))
     for key in ("head", "tail"):
         if feat.get(key) is not None and key not in seen_kp:
             d.keypoints.append((key, float(feat[key][0]), float(feat[key][1])))
@@ -172,10 +287,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     src = _json_file(path)
     root = src.parent.resolve()
     doc = _normalise(_load_json(src))
-    findings = validate(doc, "dive", file=str(src), max_errors=1)
-    if findings:
-        f = findings[0]
-        raise InputError(f"not a DIVE annotation file: {f.message}", file=src, place=f.place)
+    _Shape(src).document(doc)
     names, meta = _image_names(src, ctx)
     info: dict[str, Any] = {"root": str(root)}
     if isinstance(meta.get("fps"), int | float):
@@ -223,7 +335,11 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             if feat.get("interpolate") is True and k < len(feats) - 1:
                 ctx.report.add("interpolation-not-expanded", "interpolated frames between keyframes are not "
                                "expanded; only the stored keyframes are read", f"track {tid} frame {fr}")
-            dets.append(feature_detection(track, feat, index[fr], tid, group_of.get((tid, fr))))
+            det = feature_detection(track, feat, index[fr], tid, group_of.get((tid, fr)))
+            for t in det.extra.pop("_dropped", []):
+                ctx.report.add("geometry-dropped", "GeoJSON geometry types other than Point, LineString and "
+                               "Polygon are not read", f"track {tid} frame {fr}: {t}")
+            dets.append(det)
     if ctx.options.get("sizes", True):
         resolve_sizes(images, root, ctx.report)
     return build_dataset(images, dets, info, ctx.report)
@@ -237,6 +353,11 @@ def _closed(ring: Sequence[float]) -> list[list[float]]:
     if pts and pts[0] != pts[-1]:
         pts.append(list(pts[0]))
     return pts
+
+
+def _scalar(v: Any) -> bool:
+    """A value DIVE can hold as an attribute: boolean, finite number or text."""
+    return isinstance(v, (bool, int, float, str)) and not (isinstance(v, float) and not math.isfinite(v))
 
 
 def feature_of(d: Detection, frame: int, report: ConversionReport, aid: object) -> dict[str, Any]:
@@ -271,7 +392,7 @@ def feature_of(d: Detection, frame: int, report: ConversionReport, aid: object) 
             report.add("length-dropped", "DIVE keeps only positive fish lengths", aid)
     attrs: dict[str, Any] = {}
     for name, v in d.attributes.items():
-        if isinstance(v, bool | int | float | str) and not (isinstance(v, float) and not math.isfinite(v)):
+        if _scalar(v):
             attrs[name] = v
         else:
             report.add("attributes-dropped", "DIVE attribute values are booleans, numbers or text", aid)
@@ -356,7 +477,11 @@ def to_dive(ds: Dataset, report: ConversionReport) -> tuple[dict[str, Any], dict
         top = max(s for _, s in pairs)
         track_attrs: dict[str, Any] = {}
         for k in ks:
-            track_attrs.update(dets[k].track_attributes)
+            for name, v in dets[k].track_attributes.items():
+                if _scalar(v):
+                    track_attrs[name] = v
+                else:
+                    report.add("attributes-dropped", "DIVE attribute values are booleans, numbers or text", tid)
         feats = []
         for k in ks:
             d = dets[k]
@@ -426,9 +551,12 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     if ctx.single_file and any(n and n != f"frame{fr:06d}" for fr, n in enumerate(names)):
         ctx.report.add("image-names-dropped", "a lone DIVE JSON file refers to frames only; write to a folder to "
                        "keep the image names in meta.json", count=sum(1 for n in names if n))
+    try:
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False)  # one C-encoder call: fast on big files
+    except ValueError as exc:
+        raise UsageError(f"the dataset holds NaN or infinite coordinates, which JSON cannot hold ({exc})") from None
     with atomic_write(out / FILE_NAME) as fh:
-        json.dump(doc, fh, ensure_ascii=False, allow_nan=False)
-        fh.write("\n")
+        fh.write(text + "\n")
     dump_json(meta, out / META_NAME)
     if ctx.images != "none":
         for im in images:

@@ -64,6 +64,9 @@ HEADER = ("# 1: Detection or Track-id,  2: Video or Image Identifier,  3: Unique
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),  8: Detection or Length Confidence,  "
           "9: Target Length (0 or -1 if invalid),  10-11+: Repeated Species, Confidence Pairs or Attributes")
 TIMESTAMP_RE = re.compile(r"^\d+:\d{2}:\d{2}(\.\d+)?$")
+TOKEN_RE = re.compile(r"^\(([a-z-]+)\)\s?(.*)$", re.S)
+ATTR_RE = re.compile(r"^(\S+)\s(.+)$", re.S)
+UNSAFE_NAME_RE = re.compile(r"(^[/\\])|(^.:)|(\.\.)|\x00|\\")
 # Attribute keys the VIAME/DIVE layer owns; every other key of ``attributes`` is a detection attribute.
 RESERVED = ("confidence_pairs", "length", "notes", "track_attributes", "keypoints", "mask", "viame_tokens",
             "track_meta", "keyframe", "interpolate")
@@ -178,9 +181,6 @@ class Detection:
     mask: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other reserved keys kept verbatim
     group_id: int | None = None
-    category: str | None = None  # writer side: the category name when there are no pairs
-    box_w: float | None = None  # writer side: the model's exact width/height (see far_corner)
-    box_h: float | None = None
 
 
 def top_class(pairs: Sequence[tuple[str, float]]) -> str | None:
@@ -311,8 +311,18 @@ def resolve_sizes(images: Sequence[ImageRef], root: Path, report: ConversionRepo
 # ------------------------------------------------------------------------------------------ writer side
 
 
+_NUM = (int, float)
+_SEQ = (list, tuple)
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return v.__class__ is not bool and isinstance(v, _NUM) and math.isfinite(v)
+
+
+def _finite_box(x: float | None, y: float | None, w: float | None, h: float | None) -> bool:
+    if x is None or y is None or w is None or h is None:
+        return False
+    return math.isfinite(x) and math.isfinite(y) and math.isfinite(w) and math.isfinite(h)
 
 
 def _point_in_ring(x: float, y: float, ring: Sequence[float]) -> bool:
@@ -419,7 +429,6 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
         start = max(known) + 1
         fresh = iter(range(start, start + len(tracks)))
     dets: list[Detection] = []
-    used_images: set[int] = set()
     for i in range(a.num_rows):
         aid = ids[i]
         if img_ids[i] not in row_of:
@@ -445,12 +454,12 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             det.rotation = radians_exact(ang)
         else:
             if kind == "label":
-                if any(v is None or not math.isfinite(v) for v in (x, y, w, h)):
+                if not _finite_box(x, y, w, h):
                     report.add("label-dropped", f"whole-image label of an image of unknown size; {fmt} needs a box",
                                aid)
                     continue
                 report.add("label-as-box", "whole-image label written as a box over the whole image", aid)
-            elif any(v is None or not math.isfinite(v) for v in (x, y, w, h)):
+            elif not _finite_box(x, y, w, h):
                 report.add("annotation-dropped", "annotation without a finite box; not written", aid)
                 continue
             x2, ok_x = far_corner(x, w)
@@ -458,7 +467,6 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             if not (ok_x and ok_y):
                 report.add("box-rounded", "box width/height cannot be written as corners exactly (1 ulp)", aid)
             det.box = (x, y, x2, y2)
-            det.box_w, det.box_h = w, h
             if kind == "polygon" and geom:
                 det.polygons = group_rings(geom)
             elif kind == "keypoints" and geom:
@@ -479,7 +487,7 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
         cname = names.get(cat_col[i]) if cat_col[i] is not None else None
         pairs_raw = attrs.pop("confidence_pairs", None)
         pairs: list[tuple[str, float]] = []
-        if isinstance(pairs_raw, list) and all(isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str)
+        if isinstance(pairs_raw, list) and all(isinstance(p, _SEQ) and len(p) == 2 and isinstance(p[0], str)
                                                and _is_number(p[1]) for p in pairs_raw):
             pairs = [(str(p[0]), float(p[1])) for p in pairs_raw]
             if top_class(pairs) != cname:
@@ -496,7 +504,6 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             score = 1.0
         det.confidence = score
         det.pairs = pairs
-        det.category = cname
         # reserved attributes
         length = attrs.pop("length", None)
         if _is_number(length):
@@ -530,7 +537,6 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             report.add("track-id-assigned", f"annotations without a track id got one ({fmt} rows need an id)", aid)
         det.track_id = int(t)
         dets.append(det)
-        used_images.add(img)
     return images, dets
 
 
@@ -618,7 +624,7 @@ def parse_row(row: list[str], path: Path, line: int, image: int) -> Detection:
             d.pairs.append((tok, _float(rest[i + 1], path, line, col + 1, f"a score for class {tok!r}")))
             i += 2
             continue
-        m = re.match(r"^\(([a-z-]+)\)\s?(.*)$", tok, re.S)
+        m = TOKEN_RE.match(tok)
         key, body = (m.group(1), m.group(2)) if m else ("", tok)
         if key == "kp":
             parts = body.split()
@@ -628,7 +634,7 @@ def parse_row(row: list[str], path: Path, line: int, image: int) -> Detection:
             xs = _numbers(" ".join(parts[1:]), path, line, col, "(kp)")
             d.keypoints = [k for k in d.keypoints if k[0] != parts[0]] + [(parts[0], xs[0], xs[1])]
         elif key in ("atr", "trk-atr"):
-            am = re.match(r"^(\S+)\s(.+)$", body, re.S)
+            am = ATTR_RE.match(body)
             if am is None:
                 raise InputError(f"({key}) needs a name and a value, found {tok!r}", file=path, place=_place(line, col))
             name, val = am.group(1), deduce_value(am.group(2))
@@ -727,7 +733,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                 if not name or TIMESTAMP_RE.match(name):
                     images.append(ImageRef(f"frame{frame:06d}", frame, video, name))
                 else:
-                    safe_join(root, name, source=src, place=_place(line, 1))
+                    if UNSAFE_NAME_RE.search(name):  # lexically clean names cannot leave the root
+                        safe_join(root, name, source=src, place=_place(line, 1))
                     images.append(ImageRef(name, frame))
             dets.append(parse_row(row, src, line, j))
     except csv.Error as exc:
