@@ -170,12 +170,15 @@ class FairResult:
                  "  by principle (FAIR EVA | aquatic): " + ", ".join(
                      f"{k} {self.principles[k]:.1f} | {self.aquatic_principles[k]:.1f}" for k in "FAIR"), "",
                  f"  {'indicator':<14}{'w':>3} {'EVA':>6} {'max':>5} {'status':<14}{'aquatic':>8}  why / how to raise"]
+        pad = " " * 45
         for i in self.indicators:
             flag = "~" if i.predicted else " "
             lines.append(f"  {i.id:<14}{i.weight:>3} {i.points:>5.0f}{flag} {i.max_points:>5.0f} {i.status:<14}"
                          f"{i.aquatic_points:>8.0f}  {i.why}")
-            if i.points < i.max_points or i.aquatic_points < 100:
-                lines.append(f"  {'':<14}{'':>3} {'':>6} {'':>5} {'':<14}{'':>8}  → {i.how}")
+            if i.points < i.max_points:
+                lines.append(f"{pad}  → {i.how}")
+            if i.aquatic_points < 100:
+                lines.append(f"{pad}  aquatic: {i.aquatic_why}")
         lines.append("")
         lines.append("  ~ predicted: FAIR EVA reads this from the landing page, which exists only after publishing.")
         if self.fair_eva is not None:
@@ -234,7 +237,13 @@ def _load(src: str | os.PathLike[str] | dict[str, Any], assume_doi: bool) -> tup
         raise InputError("expected Zenodo metadata (an object)", file=name, place="/metadata")
     if inp.doi is None and assume_doi:
         inp.doi = "10.5281/zenodo.0000000"
-        inp.assumptions.append("the DOI, concept DOI and OAI identifier Zenodo mints at publication are assumed")
+        inp.assumptions.append("the DOI and OAI identifier Zenodo mints at publication are assumed")
+    inp.assumptions += [
+        "FAIR EVA 4.0.0 core with the oai_pmh plugin configuration, reading Zenodo's oai_dc",
+        "oai_dc modelled on InvenioRDM's Dublin Core serializer: keywords become dc:subject, legacy "
+        "'subjects' are not exported, locations become dc:coverage",
+        "indicators marked predicted read Zenodo's landing page, which exists only after publishing",
+    ]
     return inp, name
 
 

@@ -25,7 +25,7 @@ from imagine.kernel import RemoteError, atomic_write
 
 __all__ = ["HttpClient", "Response", "OfflineMiss", "default_cache_dir", "USER_AGENT"]
 
-USER_AGENT = "imagine-aquatic/0.1 (+https://github.com/imagine-aquatic; aquatic image dataset publishing toolchain)"
+USER_AGENT = "imagine-aquatic/0.1 (aquatic image dataset publishing toolchain; vocabulary look-ups)"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 CACHE_STATUS = frozenset({200, 204, 404})
 
