@@ -424,6 +424,37 @@ def test_dive_round_trip(tmp_path: Path, doc: dict[str, Any]) -> None:
     assert back.images.equals(ds.images) and back.categories.equals(ds.categories)
 
 
+@HYP
+@given(dive_docs())
+def test_dive_viame_dive(tmp_path: Path, doc: dict[str, Any]) -> None:
+    """DIVE → VIAME CSV → DIVE: all but keyframe/interpolation flags and polylines comes back, and those are reported."""
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    (case / "in.dive.json").write_text(json.dumps(doc), "utf-8")
+    ds = read_dataset(case / "in.dive.json", "dive")
+    rep = write_dataset(ds, case / "csv", "viame", images="none")
+    flags = sum(1 for t in doc["tracks"].values() for f in t["features"]
+                if f["keyframe"] is False or f["interpolate"] is True)
+    lines = sum(1 for r in _rows(ds) if r["kind"] == "polyline")
+    assert rep.counts == {k: v for k, v in (("track-metadata-dropped", flags), ("polyline-dropped", lines)) if v}
+    mid = read_dataset(case / "csv", "viame")
+    write_dataset(mid, case / "dive", "dive", images="none")
+    back = read_dataset(case / "dive", "dive")
+
+    def expected(r: dict[str, Any]) -> dict[str, Any]:
+        r = dict(r)
+        a = loads_attrs(r["attributes"])
+        a.pop("keyframe", None)
+        a.pop("interpolate", None)
+        r["attributes"] = json.dumps(a, sort_keys=True)
+        if r["kind"] == "polyline":
+            r["kind"], r["geometry"] = "box", None
+        return r
+
+    got = [expected(r) for r in _rows(back)]
+    assert got == [expected(r) for r in _rows(ds)]
+    assert back.images.equals(ds.images) and back.categories.equals(ds.categories)
+
+
 def _canonical(ds: Dataset) -> list[tuple[Any, ...]]:
     names = ds.category_names()
     img = {r["id"]: (r["file_name"], r["frame"]) for r in ds.images.to_pylist()}
