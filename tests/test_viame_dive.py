@@ -427,7 +427,7 @@ def test_dive_round_trip(tmp_path: Path, doc: dict[str, Any]) -> None:
 @HYP
 @given(dive_docs())
 def test_dive_viame_dive(tmp_path: Path, doc: dict[str, Any]) -> None:
-    """DIVE → VIAME CSV → DIVE: all but keyframe/interpolation flags and polylines comes back, and those are reported."""
+    """DIVE → VIAME CSV → DIVE: all comes back but keyframe/interpolation flags and polylines, which are reported."""
     case = Path(tempfile.mkdtemp(dir=tmp_path))
     (case / "in.dive.json").write_text(json.dumps(doc), "utf-8")
     ds = read_dataset(case / "in.dive.json", "dive")
