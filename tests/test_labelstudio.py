@@ -136,6 +136,7 @@ def test_annotators_predictions_choices_and_names() -> None:
     ("/data/local-files/?d=dir/sub/y.png", "y.png"),
     ("s3://bucket/a/b.tif", "b.tif"),
     ("gs://bucket/c.jpeg", "c.jpeg"),
+    ("train/images/a b%20.jpg", "train/images/a b%20.jpg"),  # plain relative paths are kept whole
 ])
 def test_image_references_to_basenames(url: str, name: str) -> None:
     assert file_name_from_url(url) == name

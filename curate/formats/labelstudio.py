@@ -19,8 +19,10 @@ Categories are label/choice names with ids 1, 2, 3… in order of first use; ann
 in document order (the LS region id is kept in ``source_id``).
 
 Image file names are the *basename* of ``data.image`` (``/data/upload/1/abc.jpg`` → ``abc.jpg``,
-``https://host/x/y.jpg?sig=…`` → ``y.jpg``, ``/data/local-files/?d=dir/y.jpg`` → ``y.jpg``); the
-original value is kept in ``ls_data`` and written back. Image metadata other formats carry
+``https://host/x/y.jpg?sig=…`` → ``y.jpg``, ``/data/local-files/?d=dir/y.jpg`` → ``y.jpg``); a
+plain relative path (``photos/a.jpg``, as this writer writes) is kept whole. The original value is
+kept in ``ls_data`` and written back; images are found under ``images/`` beside the JSON when that
+folder exists (where the writer puts them), else beside the JSON. Image metadata other formats carry
 (split, site, date-time, …) is written into ``data.imagine`` and read back from it.
 """
 
@@ -149,8 +151,12 @@ def brush_to_coco(rle: list[int], width: int, height: int) -> str:
 
 
 def file_name_from_url(url: str) -> str:
-    """The basename an LS image reference points at (upload path, URL, local-files ?d=, s3://…)."""
+    """The file name for an LS image reference: the basename of an upload path, URL, local-files
+    ``?d=`` or ``s3://`` reference; a plain relative path (``photos/a.jpg``, as this writer and
+    hand-made imports use) is kept whole."""
     u = urlsplit(url)
+    if not u.scheme and not u.query and not url.startswith("/") and "\\" not in url:
+        return url
     q = parse_qs(u.query)
     path = q["d"][0] if "d" in q else u.path
     return unquote(posixpath.basename(path.replace("\\", "/").rstrip("/")))
@@ -342,14 +348,28 @@ def _annotator(a: dict[str, Any]) -> str | None:
     return None if cb is None else str(cb)
 
 
+def _json_path(path: Path) -> Path:
+    """The export file itself, or in a folder its ``tasks.json`` (or its only JSON file)."""
+    if not path.is_dir():
+        return path
+    if (path / "tasks.json").is_file():
+        return path / "tasks.json"
+    files = sorted(path.glob("*.json"))
+    if len(files) == 1:
+        return files[0]
+    raise InputError("no tasks.json (or single JSON export) in this folder", file=path)
+
+
 def read(path: Path, ctx: ReadContext) -> Dataset:
-    """Read a Label Studio JSON export (list of tasks, or one task)."""
+    """Read a Label Studio JSON export (list of tasks, or one task), or a folder holding tasks.json."""
+    path = _json_path(path)
     doc = _tasks(_load(path))
     findings = validate(doc, "labelstudio", file=str(path), max_errors=1)
     if findings:
         f = findings[0]
         raise InputError(f"not a Label Studio export: {f.message}", file=path, place=f.place)
-    root = Path(ctx.options["root"]) if ctx.options.get("root") else path.parent
+    root = Path(ctx.options["root"]) if ctx.options.get("root") else (
+        path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
     r = _Reader(path, ctx)
     images: dict[str, list[Any]] = {k: [] for k in ("id", "file_name", "width", "height", "annotator",
                                                       "attributes", *[c for c in IMAGE_COLUMNS
@@ -452,7 +472,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         data = dict(attrs.pop("ls_data", None) or {})
         key = _image_key(data, None) or "image"
         prefix = ctx.options.get("image_prefix", "")
-        if key not in data or file_name_from_url(str(data[key])) != posixpath.basename(im["file_name"]):
+        if key not in data or file_name_from_url(str(data[key])) != im["file_name"]:
             data[key] = f"{prefix}{im['file_name']}"
         task_rest = attrs.pop("ls_task", None) or {}
         ann_meta = attrs.pop("ls_annotations", None)
@@ -661,6 +681,8 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
 
 
 def detect(path: Path) -> int:
+    if path.is_dir():
+        path = path / "tasks.json"
     if not path.is_file() or path.suffix.lower() != ".json":
         return 0
     try:
@@ -676,6 +698,7 @@ def detect(path: Path) -> int:
 def check(path: Path) -> list[Finding]:
     """Structural check against ``labelstudio.schema.json``: every finding with its JSON pointer."""
     try:
+        path = _json_path(path)
         doc = _tasks(_load(path))
     except InputError as exc:
         return [Finding("malformed-json", exc.message, file=exc.file, place=exc.place)]
