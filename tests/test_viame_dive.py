@@ -710,3 +710,11 @@ def test_read_and_check_agree_on_bad_dive(tmp_path: Path, doc: dict[str, Any], p
     findings = get_format("dive").check(p)
     assert findings and any((f.place or "").startswith(place) or place.startswith(f.place or "~")
                             for f in findings), [f.place for f in findings]
+
+
+def test_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    p = tmp_path / "latin.csv"
+    p.write_bytes(b"0,caf\xe9.png,0,1,2,3,4,1,-1\n")
+    with pytest.raises(InputError) as err:
+        read_dataset(p, "viame")
+    assert err.value.file == str(p) and err.value.place == "line 1, byte 5"

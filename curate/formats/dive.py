@@ -24,6 +24,7 @@ from the ``images=[...]`` read option, DIVE's ``meta.json`` beside the file
 order); otherwise frame ``N`` is named ``frameNNNNNN`` (reported). Every listed image becomes an
 image row, annotated or not. The writer puts ``meta.json`` (image names, fps, attribute
 definitions) beside the annotation file when it writes a folder.
+Read options: ``images=[...]`` (file names in frame order), ``sizes=False`` (no image header reads).
 """
 
 from __future__ import annotations

@@ -33,6 +33,12 @@ How a row lands in the model (the DIVE reader produces the same shape, see :mod:
   ``attributes.notes`` (list), ``(mask)`` → ``attributes.mask``, ``length`` (unless -1) →
   ``attributes.length``, unknown ``(xyz)`` tokens → ``attributes.viame_tokens`` (written back
   verbatim).
+
+Images without detections: VIAME pipelines take an image list (``input_list.txt``, one name per
+line, frame = line index); the writer puts one beside the CSV when it writes a folder and the
+reader reads it back, so such images survive (a lone ``.csv`` output reports them dropped).
+Read options: ``video=`` (name of the video for timestamp rows), ``sizes=False`` (do not read
+image headers for width/height), ``image_list=False`` (ignore ``input_list.txt``).
 """
 
 from __future__ import annotations
@@ -676,11 +682,15 @@ def _csv_file(path: Path) -> Path:
 
 def _open_text(path: Path) -> str:
     try:
-        return path.read_text("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc.reason}", file=path, place=f"byte {exc.start}") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"unreadable: {exc.strerror}", file=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text: {exc.reason}", file=path,
+                         place=f"line {line}, byte {exc.start}") from None
 
 
 def read(path: Path, ctx: ReadContext) -> Dataset:
