@@ -122,6 +122,10 @@ def test_annotators_predictions_choices_and_names() -> None:
     assert rows[3]["geometry"] == [[320.0, 360.0, 40.0, 15.0, 15.0]]
     assert [r["annotator"] for r in rows] == ["4"] * 6 + ["yolov8-fish"] * 2 + ["4"]
     assert [r["score"] for r in rows[6:8]] == [0.93, 0.8]  # region score, else the prediction's
+    # Each region carries its annotation's flags, for consensus and cleaning.
+    assert loads_attrs(rows[0]["attributes"])["ls"]["ground_truth"] is True
+    assert loads_attrs(rows[0]["attributes"])["ls"]["was_cancelled"] is False
+    assert "ground_truth" not in loads_attrs(rows[6]["attributes"])["ls"]  # predictions have none
     assert rows[8]["bbox_w"] == 640.0  # whole-image label sized from the choices result
     meta = loads_attrs(ds.images.column("attributes")[0].as_py())
     assert [(a["ground_truth"], a["was_cancelled"]) for a in meta["ls_annotations"]] == [(True, False), (False, True)]

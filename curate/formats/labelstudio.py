@@ -11,7 +11,8 @@ trips bit for bit (rotated rectangles go through sin/cos and round trip to ~1e-1
 Every ``annotations[]`` entry is one annotator (``completed_by`` → ``annotations.annotator``),
 ``predictions[]`` entries are predictions (region or prediction ``score`` → ``score``); their
 metadata (``was_cancelled``, ``ground_truth``, ``lead_time``…) is kept on the image
-(``ls_annotations`` / ``ls_predictions`` attributes) and each region's own LS keys (``from_name``,
+(``ls_annotations`` / ``ls_predictions`` attributes; ``was_cancelled``/``ground_truth`` also in each
+region's ``ls`` attribute, for consensus) and each region's own LS keys (``from_name``,
 ``to_name``, per-region ``choices``/``textarea`` results sharing its id…) in its ``ls``
 attribute, so an LS → LS round trip writes them back.
 
@@ -402,7 +403,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
         ann_meta: list[dict[str, Any]] = []
         for i, a in enumerate(task.get("annotations") or []):
             m = {k: v for k, v in a.items() if k != "result"}
-            other = r.results(iid, a.get("result") or [], f"{place}/annotations/{i}", {"annotation": i},
+            slot = {"annotation": i, **{k: a[k] for k in ("was_cancelled", "ground_truth") if k in a}}
+            other = r.results(iid, a.get("result") or [], f"{place}/annotations/{i}", slot,
                               _annotator(a), None, size)
             if other:
                 m["other_results"] = other
@@ -584,8 +586,8 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
         return p
 
     base_item: dict[str, Any] = {"id": _region_id(a)}
-    rest = {k: v for k, v in ls.items() if k not in ("annotation", "prediction", "type", "value", "labels",
-                                                        "extra")}
+    rest = {k: v for k, v in ls.items() if k not in ("annotation", "prediction", "was_cancelled", "ground_truth",
+                                                        "type", "value", "labels", "extra")}
     rest.setdefault("from_name", "label" if kind != "label" else "choice")
     rest.setdefault("to_name", "image")
     if kind == "label":
