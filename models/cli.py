@@ -35,7 +35,8 @@ __all__ = ["COMMANDS", "baseline", "reproduce"]
 @click.option("--balance", type=click.Choice(["none", "weights", "sampler"]), default=None,
               help="Class imbalance: loss weights (default), balanced sampling, or nothing.")
 @click.option("--tile", type=int, default=None, help="Detection: split each image into N×N tiles.")
-@click.option("--threads", type=int, default=None, help="CPU threads (fixed for determinism) [2].")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads, fixed for determinism [1; more only on an unloaded machine].")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Local weights file to start from (matching layers are loaded); else from scratch.")
 @click.option("--mlflow", "mlflow", is_flag=False, flag_value="", default=None, metavar="[URI]",

@@ -20,7 +20,7 @@ __all__ = ["classification_metrics", "confusion_matrix", "expected_calibration_e
            "bootstrap_ci", "bootstrap_classification", "coco_detection_metrics", "DetectionMatcher",
            "IOU_THRESHOLDS"]
 
-EPS = 1e-15
+EPS = float(np.finfo(np.float64).eps)  # as scikit-learn's log_loss clips
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 

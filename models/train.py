@@ -69,7 +69,7 @@ class TrainConfig:
     max_steps: int | None = None      # cap on optimiser steps per training run (tests, fixed budgets)
     test_fraction: float = 0.2        # hold-out size when the dataset has no split
     tile: int = 1                     # detection: split each image into tile × tile windows
-    threads: int = 2
+    threads: int = 1                  # more only on an unshared machine: oversubscribed threads thrash
     bootstrap: int = 1000
     score_threshold: float = 0.01     # detection: lowest score kept
     weights: str | None = None        # local weights file to start from (else from scratch)
