@@ -499,6 +499,8 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             if top_class(pairs) != cname:
                 report.add("confidence-pairs-dropped", "class/score pairs disagree with the category; replaced", aid)
                 pairs = []
+        elif pairs_raw is not None:
+            report.add("attributes-dropped", "attribute named like a VIAME/DIVE field but not of its shape", aid)
         score = scores[i]
         if score is not None and not math.isfinite(score):
             score = None
@@ -511,29 +513,47 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
         det.confidence = score
         det.pairs = pairs
         # reserved attributes
+        shape_ok = True
         length = attrs.pop("length", None)
         if _is_number(length):
             det.length = float(length)
+        elif length is not None:
+            shape_ok = False
         notes = attrs.pop("notes", None)
-        if isinstance(notes, list):
-            det.notes = [str(n) for n in notes]
+        if isinstance(notes, list) and all(isinstance(n, str) for n in notes):
+            det.notes = list(notes)
         elif isinstance(notes, str):
             det.notes = [notes]
+        elif notes is not None:
+            shape_ok = False
         ta = attrs.pop("track_attributes", None)
         if isinstance(ta, dict):
             det.track_attributes = ta
+        elif ta is not None:
+            shape_ok = False
         kp_extra = attrs.pop("keypoints", None)
         if isinstance(kp_extra, dict):
             for n, xy in kp_extra.items():
                 if isinstance(xy, list) and len(xy) == 2 and all(_is_number(v) for v in xy):
                     det.keypoints.append((str(n), float(xy[0]), float(xy[1])))
+                else:
+                    shape_ok = False
+        elif kp_extra is not None:
+            shape_ok = False
         mask = attrs.pop("mask", None)
         if isinstance(mask, str):
             det.mask = mask
+        elif mask is not None:
+            shape_ok = False
+        if not shape_ok:
+            report.add("attributes-dropped", "attribute named like a VIAME/DIVE field but not of its shape", aid)
         for k in ("viame_tokens", "track_meta", "keyframe", "interpolate"):
             if k in attrs:
                 det.extra[k] = attrs.pop(k)
-        if "rotation" in attrs and det.rotation is not None:
+        if "rotation" in attrs:
+            if det.rotation is None:
+                report.add("attributes-dropped", "an attribute named 'rotation' would read back as a box rotation",
+                           aid)
             attrs.pop("rotation")
         det.attributes = attrs
         det.group_id = groups[i]
