@@ -29,8 +29,9 @@ def fishcam() -> None:
 
     out = Path("benchmarks/results/fishcam-classify")
     cfg = TrainConfig.for_task("classify", arch="resnet", width=16, depth=1, image_size=64, epochs=6,
-                               batch_size=32, lr=3e-3, cv=5, seed=0, threads=1)
-    print(f"FishCam classification, 5-fold CV: start ({_load()})", flush=True)
+                               batch_size=32, lr=3e-3, cv=5, seed=0, threads=1,
+                               group_by=["video"])
+    print(f"FishCam classification, hold-out and 5-fold CV grouped by video: start ({_load()})", flush=True)
     t0 = time.perf_counter()
     card = baseline("tests/fixtures/fishcam/data", "classify", out, fmt="imagefolder", cfg=cfg,
                     command="python benchmarks/bench_baseline.py --only fishcam")

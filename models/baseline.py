@@ -79,6 +79,10 @@ def _limitations(r: RunResult, n_images: int) -> list[str]:
            "achievable result."]
     if r.config.weights:
         out[0] = out[0].replace("from scratch", "from a local weights file")
+    if r.split_origin == "group-aware-stratified":
+        out.append("The dataset has no split: a seeded, stratified hold-out keeping each "
+                   + "/".join(r.config.group_by) + " group on one side was used; class proportions follow only as "
+                   "closely as whole groups allow.")
     if r.split_origin == "seeded-stratified":
         out.append("The dataset has no split: a seeded stratified hold-out was used, which is not group-aware, so "
                    "near-duplicate frames of one video or site may sit on both sides and inflate the scores.")
@@ -152,7 +156,8 @@ def build_card(r: RunResult, *, ds: Dataset, src: str, fmt: str, content_hash: s
     if r.cv is not None:
         cv = r.cv
         card["cross_validation"] = {
-            "k": cv["k"], "metrics": metric_block(cv["metrics"], cv["intervals"]), "per_class": cv["per_class"],
+            "k": cv["k"], "grouped_by": cv.get("grouped_by", []),
+            "metrics": metric_block(cv["metrics"], cv["intervals"]), "per_class": cv["per_class"],
             "confusion_matrix": cv["confusion_matrix"], "predictions_sha256": cv["predictions_sha256"],
             "pred_probs": {"file": "pred_probs.csv", "format": "csv", "columns": pred_probs_columns(ex.class_ids)},
             "training": cv["training"]}
@@ -175,8 +180,19 @@ def _command(src: str, cfg: TrainConfig, fmt: str, out: str, mlflow: str | None)
         parts += ["--cv", str(cfg.cv)]
     if cfg.max_steps is not None:
         parts += ["--max-steps", str(cfg.max_steps)]
+    defaults = TrainConfig.for_task(cfg.task)
+    if cfg.lr != defaults.lr:
+        parts += ["--lr", repr(cfg.lr)]
+    if cfg.balance != defaults.balance:
+        parts += ["--balance", cfg.balance]
+    if cfg.tile != 1:
+        parts += ["--tile", str(cfg.tile)]
     if cfg.weights:
         parts += ["--weights", shlex.quote(cfg.weights)]
+    for g in cfg.group_by:
+        parts += ["--group-by", shlex.quote(g)]
+    if cfg.threads != 1:
+        parts += ["--threads", str(cfg.threads)]
     if mlflow is not None:
         parts += ["--mlflow"] + ([shlex.quote(mlflow)] if mlflow else [])
     return " ".join(parts)

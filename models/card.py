@@ -32,6 +32,10 @@ METRIC_LABELS = {
 }
 
 
+ORIGINS = {"dataset": "the dataset", "seeded-stratified": "a seeded stratified hold-out",
+           "group-aware-stratified": "a seeded, stratified, group-aware hold-out"}
+
+
 def clean_numbers(obj: Any) -> Any:
     """Replace NaN/inf by None (JSON has no NaN) and NumPy scalars by Python numbers, recursively."""
     if isinstance(obj, dict):
@@ -102,7 +106,7 @@ def render_markdown(card: dict[str, Any]) -> str:
               f"- Source: `{d['source']}` (format `{d['format']}`)",
               f"- Content hash: `{d['content_hash']}`",
               f"- Split manifest: `{d['split_manifest']}` (hash `{d['split_manifest_hash']}`); splits from "
-              f"{'the dataset' if d['split_origin'] == 'dataset' else 'a seeded stratified hold-out'}; "
+              f"{ORIGINS.get(d['split_origin'], d['split_origin'])}; "
               f"evaluated on `{d['evaluation_split']}`",
               f"- Examples: {d['num_examples']} ("
               + ", ".join(f"{k}: {v}" for k, v in d["split_counts"].items()) + f"); {len(d['classes'])} classes", ""]

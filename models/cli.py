@@ -37,6 +37,9 @@ __all__ = ["COMMANDS", "baseline", "reproduce"]
 @click.option("--tile", type=int, default=None, help="Detection: split each image into N×N tiles.")
 @click.option("--threads", type=int, default=None,
               help="CPU threads, fixed for determinism [1; more only on an unloaded machine].")
+@click.option("--group-by", "group_by", multiple=True, metavar="COLUMN",
+              help="When making the split or CV folds, keep images sharing this column (video, site, day...) "
+                   "together; repeatable.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Local weights file to start from (matching layers are loaded); else from scratch.")
 @click.option("--mlflow", "mlflow", is_flag=False, flag_value="", default=None, metavar="[URI]",
@@ -46,7 +49,7 @@ __all__ = ["COMMANDS", "baseline", "reproduce"]
 def baseline(src: Path, task: str, out: Path, from_: str | None, cv: int, epochs: int | None, seed: int, arch: str,
              width: int | None, depth: int | None, image_size: int | None, batch_size: int | None,
              lr: float | None, max_steps: int | None, balance: str | None, tile: int | None, threads: int | None,
-             weights: Path | None, mlflow: str | None, as_json: bool) -> None:
+             group_by: tuple[str, ...], weights: Path | None, mlflow: str | None, as_json: bool) -> None:
     """Train and evaluate a baseline on SRC and write its benchmark card to --out."""
     require("torch", "models")
     from .baseline import baseline as run_baseline
@@ -54,7 +57,8 @@ def baseline(src: Path, task: str, out: Path, from_: str | None, cv: int, epochs
 
     cfg = TrainConfig.for_task(task, arch=arch, width=width, depth=depth, image_size=image_size, epochs=epochs,
                                batch_size=batch_size, lr=lr, seed=seed, cv=cv, max_steps=max_steps, balance=balance,
-                               tile=tile, threads=threads, weights=str(weights) if weights else None)
+                               tile=tile, threads=threads, weights=str(weights) if weights else None,
+                               group_by=list(group_by) or None)
     card = run_baseline(src, task, out, fmt=from_, cfg=cfg, mlflow=mlflow)
     lines = [f"card: {out / 'card.json'} (and card.md)"]
     lines += [f"  {k}: {v['value']:.4f}" + (f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]"

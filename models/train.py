@@ -73,6 +73,7 @@ class TrainConfig:
     bootstrap: int = 1000
     score_threshold: float = 0.01     # detection: lowest score kept
     weights: str | None = None        # local weights file to start from (else from scratch)
+    group_by: list[str] = field(default_factory=list)  # keep these groups (video, site, ...) on one side
 
     @classmethod
     def for_task(cls, task: str, **overrides: Any) -> TrainConfig:
@@ -111,6 +112,8 @@ class TrainConfig:
             raise UsageError(f"image size must be a multiple of 32 (≥ 32), not {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("epochs and batch size must be at least 1")
+        if self.threads < 1:
+            raise UsageError(f"threads must be at least 1, not {self.threads}")
 
 
 @dataclass
@@ -206,6 +209,13 @@ def assign_split(ex: Examples, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray
         return train_rows, np.flatnonzero([n == eval_name for n in names]), eval_name, "dataset"
     hold = stratified_split(_strata(ex, cfg.task), cfg.test_fraction, cfg.seed)
     return np.flatnonzero(~hold), np.flatnonzero(hold), "test", "seeded-stratified"
+
+
+def group_split(ds: Dataset, ratios: list[float], names: list[str], cfg: TrainConfig) -> Dataset:
+    """Seeded, stratified, group-aware split (``imagine.curate.split``): whole groups on one side."""
+    from imagine.curate.split import split as curate_split
+
+    return curate_split(ds, ratios, names=names, group_by=cfg.group_by, seed=cfg.seed).dataset
 
 
 def effective_splits(ds: Dataset, ex: Examples, train_idx: np.ndarray, eval_idx: np.ndarray,
@@ -520,6 +530,11 @@ def run(ds: Dataset, root: str | os.PathLike[str], cfg: TrainConfig, *, device: 
     if len(ex) < 4:
         raise UsageError(f"too few usable images ({len(ex)}) to train and evaluate a baseline")
     train_idx, eval_idx, eval_split, origin = assign_split(ex, cfg)
+    if origin == "seeded-stratified" and cfg.group_by:
+        ds = group_split(ds, [1 - cfg.test_fraction, cfg.test_fraction], ["train", "test"], cfg)
+        ex = classification_examples(ds) if cfg.task == "classify" else detection_examples(ds, tile=cfg.tile)
+        train_idx, eval_idx, eval_split, origin = assign_split(ex, cfg)
+        origin = "group-aware-stratified"
     if not len(eval_idx) or len(train_idx) < 2:
         raise UsageError(f"the split leaves {len(train_idx)} training and {len(eval_idx)} evaluation images")
     say("loading images")
@@ -538,7 +553,13 @@ def run(ds: Dataset, root: str | os.PathLike[str], cfg: TrainConfig, *, device: 
                            _sha(probs), log, env, {k: v.cpu() for k, v in model.state_dict().items()}, norm)
         if cfg.cv:
             say(f"{cfg.cv}-fold cross-validation")
-            result.cv, result.oof_probs, result.folds = cross_validate(images, ex, cfg, device)
+            folds = None
+            if cfg.group_by:
+                fold_ds = group_split(ds, [1 / cfg.cv] * cfg.cv, [str(f) for f in range(cfg.cv)], cfg)
+                by_file = dict(zip(fold_ds.images.column("file_name").to_pylist(),
+                                   fold_ds.images.column("split").to_pylist(), strict=True))
+                folds = np.asarray([int(by_file[f]) for f in ex.files], dtype=np.int64)
+            result.cv, result.oof_probs, result.folds = cross_validate(images, ex, cfg, device, folds)
     else:
         say("training")
         sub = ex.subset(train_idx)
@@ -570,13 +591,16 @@ def run(ds: Dataset, root: str | os.PathLike[str], cfg: TrainConfig, *, device: 
     return result
 
 
-def cross_validate(images: Any, ex: Examples, cfg: TrainConfig, device: str
+def cross_validate(images: Any, ex: Examples, cfg: TrainConfig, device: str, folds: np.ndarray | None = None
                    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Stratified K-fold over every labelled image: out-of-sample probabilities for each, and their metrics."""
+    """Stratified K-fold over every labelled image: out-of-sample probabilities for each, and their metrics.
+
+    ``folds`` (fold number per example) overrides the seeded stratified assignment, e.g. group-aware folds.
+    """
     import torch
 
     k = cfg.cv
-    folds = stratified_folds(ex.labels, k, cfg.seed)
+    folds = stratified_folds(ex.labels, k, cfg.seed) if folds is None else folds
     n_classes = len(ex.class_ids)
     oof = np.zeros((len(ex), n_classes), dtype=np.float64)
     logs = []
@@ -590,7 +614,8 @@ def cross_validate(images: Any, ex: Examples, cfg: TrainConfig, device: str
     m, ci, per_class, cm = _classification_eval(ex.labels, oof, ex, cfg)
     seen = sum(lg["images_seen"] for lg in logs)
     t = sum(lg["time_s"] for lg in logs)
-    return ({"k": k, "metrics": m, "intervals": {a: list(b) for a, b in ci.items()}, "per_class": per_class,
+    return ({"k": k, "grouped_by": list(cfg.group_by), "metrics": m,
+             "intervals": {a: list(b) for a, b in ci.items()}, "per_class": per_class,
              "confusion_matrix": cm, "predictions_sha256": _sha(oof),
              "training": {"time_s": round(t, 3), "images_seen": seen,
                           "images_per_s": round(seen / t, 2) if t > 0 else None}}, oof, folds)

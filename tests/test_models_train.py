@@ -238,3 +238,27 @@ def test_detection_reproduces_exactly(aquarium_card: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["ok"] and out["exact"]
+
+
+def test_group_aware_split_and_folds_keep_each_video_on_one_side() -> None:
+    from imagine.models.train import TrainConfig, run
+
+    fishcam = Path(__file__).parent / "fixtures" / "fishcam" / "data"
+    full = read_dataset(fishcam, "imagefolder")
+    files = np.asarray(full.images.column("file_name").to_pylist())
+    species = np.asarray([f.split("/")[0] for f in files])
+    keep = np.zeros(len(full), dtype=bool)
+    for sp in np.unique(species):                      # the first 12 frames of each species: a few videos each
+        keep[np.flatnonzero(species == sp)[np.argsort(files[species == sp])[:12]]] = True
+    ds = full.filter_images(keep)
+    cfg = TrainConfig.for_task("classify", image_size=32, width=8, epochs=1, batch_size=16, bootstrap=0, cv=3,
+                               group_by=["video"])
+    r = run(ds, full.info["root"], cfg)
+    video = dict(zip(ds.images.column("file_name").to_pylist(), ds.images.column("video").to_pylist(), strict=True))
+    vids = np.asarray([video[f] for f in r.examples.files])
+    assert r.split_origin == "group-aware-stratified"
+    assert not set(vids[r.train_idx]) & set(vids[r.eval_idx]) and len(r.eval_idx) > 0
+    assert r.folds is not None and r.cv is not None and r.cv["grouped_by"] == ["video"]
+    for v in set(vids):
+        assert len(set(r.folds[vids == v])) == 1
+    assert len(set(r.folds)) == 3
