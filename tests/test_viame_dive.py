@@ -30,7 +30,7 @@ from .strategies import datasets
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 FIXTURES = Path(__file__).parent / "fixtures" / "viame"
 SPEC_CASES = json.loads((SAMPLES / "dive_viame_spec_cases.json").read_text("utf-8"))
-HYP = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _csv(tmp: Path, lines: list[str], name: str = "annotations.csv") -> Path:
@@ -490,17 +490,15 @@ def test_viame_dive_viame(tmp_path: Path, rows: list[str]) -> None:
     assert _canonical(read_dataset(case / "csv", "viame")) == _canonical(ds)
 
 
-@settings(HYP, max_examples=25)
-@given(datasets(kinds=("box", "polygon", "circle", "polyline", "point", "rbox"), crowd=True, splits=True,
-                attributes=True))
-def test_what_viame_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None:
-    """A general dataset → VIAME CSV: boxes, classes and polygons come back; the rest is in the report."""
+def _general_to(fmt: str, tmp_path: Path, ds: Dataset) -> None:
+    """A general dataset → ``fmt``: what the format holds comes back, everything else is in the report."""
     case = Path(tempfile.mkdtemp(dir=tmp_path)) / "out"
-    rep = write_dataset(ds, case, "viame", images="none")
-    back = read_dataset(case, "viame")
+    rep = write_dataset(ds, case, fmt, images="none")
+    back = read_dataset(case, fmt)
     src, got = _rows(ds), _rows(back)
     assert len(got) == len(src)
     names, back_names = ds.category_names(), back.category_names()
+    kept = ("polygon", "polyline") if fmt == "dive" else ("polygon",)
     for a, b in zip(src, got, strict=True):
         assert back_names[b["category_id"]] == names[a["category_id"]]
         if a["kind"] in ("box", "polygon", "circle", "polyline", "point"):
@@ -510,15 +508,15 @@ def test_what_viame_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None
                 assert str(a["id"]) in rep.examples.get("box-rounded", []) or rep.counts["box-rounded"] > 5
                 assert all(math.isclose(u, v, rel_tol=1e-15, abs_tol=1e-12) for u, v in zip(box_a, box_b,
                                                                                               strict=True))
-        if a["kind"] == "polygon":
-            assert b["kind"] == "polygon" and b["geometry"] == a["geometry"]
+        if a["kind"] in kept:
+            assert b["kind"] == a["kind"] and b["geometry"] == a["geometry"]
         if a["kind"] == "rbox":
             assert b["kind"] == "rbox"
             for u, v in zip(b["geometry"][0], a["geometry"][0], strict=True):
                 assert math.isclose(u, v, rel_tol=1e-12, abs_tol=1e-9)
     kinds = [a["kind"] for a in src]
     for kind in ("circle", "polyline", "point"):
-        assert rep.counts.get(f"{kind}-dropped", 0) == kinds.count(kind)
+        assert rep.counts.get(f"{kind}-dropped", 0) == (0 if kind in kept else kinds.count(kind))
     assert rep.counts.get("crowd-dropped", 0) == sum(bool(a["iscrowd"]) for a in src)
     assert rep.counts.get("split-dropped", 0) == len(ds)
     assert rep.counts.get("score-defaulted", 0) == len(src)
@@ -527,14 +525,30 @@ def test_what_viame_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None
     for a, b in zip(src, got, strict=True):
         sa, sb = loads_attrs(a["attributes"]), loads_attrs(b["attributes"])
         for k, v in sa.items():
-            if any(ch.isspace() for ch in k) or (k in reserved and not isinstance(v, str)):
+            if (fmt == "viame" and any(ch.isspace() for ch in k)) or (k in reserved and not isinstance(v, str)):
                 assert k not in sb and rep.counts.get("attributes-dropped", 0) > 0
-            elif isinstance(v, str) and deduce_value(v) != v:
+            elif fmt == "viame" and isinstance(v, str) and deduce_value(v) != v:
                 assert sb[k] == deduce_value(v) and rep.counts.get("attribute-type-changed", 0) > 0
             elif k not in reserved:
                 assert sb[k] == v
         assert set(sb) <= set(sa) | {"notes"}
-    assert len(back) == len(ds)  # images without annotations are kept in input_list.txt
+    assert len(back) == len(ds)  # images without annotations: input_list.txt (VIAME), meta.json (DIVE)
+
+
+GENERAL = datasets(kinds=("box", "polygon", "circle", "polyline", "point", "rbox"), crowd=True, splits=True,
+                   attributes=True)
+
+
+@settings(HYP, max_examples=15)
+@given(GENERAL)
+def test_what_viame_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None:
+    _general_to("viame", tmp_path, ds)
+
+
+@settings(HYP, max_examples=15)
+@given(GENERAL)
+def test_what_dive_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None:
+    _general_to("dive", tmp_path, ds)
 
 
 # ------------------------------------------------------------------------------------------ detection, checks

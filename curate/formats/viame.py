@@ -475,6 +475,10 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
             det.box = (x, y, x2, y2)
             if kind == "polygon" and geom:
                 det.polygons = group_rings(geom)
+                if not det.polygons or any(len(r) < 2 or len(r) % 2 for p in det.polygons for r in p):
+                    report.add("polygon-dropped", "polygon without an outer ring or with an odd number of "
+                               "coordinates; written as its box", aid)
+                    det.polygons = []
             elif kind == "keypoints" and geom:
                 kn = cat_kps.get(cat_col[i]) or []
                 flat = geom[0]
