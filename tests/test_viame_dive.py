@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from imagine.curate.cli import main
 from imagine.curate.formats import detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.formats.dive import attribute_definitions, to_dive
@@ -639,13 +640,13 @@ def test_cli_bad_input_exit_2_nothing_left(tmp_path: Path) -> None:
     assert (out / "annotations.dive.json").is_file() and (out / "meta.json").is_file()
 
 
-def test_writer_reports_lone_file_losses(tmp_path: Path) -> None:
+def test_lone_csv_output(tmp_path: Path) -> None:
     ds = read_dataset(SAMPLES / "viame_example.viame.csv", "viame")
     images, dets = dataset_detections(ds, ConversionReport(), "viame")
     assert [d.track_id for d in dets] == [0, 0, 1, 2] and images[0].file_name == "frame000000.png"
-    extra = ds.with_tables(images=ds.images.append_column("x", [[1, 2]]).drop_columns(["x"]))
-    rep = write_dataset(extra, tmp_path / "one.csv", "viame")
-    assert rep.lossless and (tmp_path / "one.csv").is_file()
+    rep = write_dataset(ds, tmp_path / "one.csv", "viame")
+    assert rep.lossless and (tmp_path / "one.csv").is_file() and not (tmp_path / "one.csv.d").exists()
+    assert read_dataset(tmp_path / "one.csv", "viame").equals(ds)
     assert attribute_definitions(dets)["detection_is_diseased"]["datatype"] == "boolean"
 
 

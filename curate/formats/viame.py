@@ -564,7 +564,8 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
         t = tracks[i]
         if t is None:
             t = next(fresh)
-            report.add("track-id-assigned", f"annotations without a track id got one ({fmt} rows need an id)", aid)
+            report.add("track-id-assigned", f"annotations without a track id got one ({fmt} needs one per detection)",
+                       aid)
         det.track_id = int(t)
         dets.append(det)
     return images, dets
