@@ -293,7 +293,7 @@ def test_generated_round_trip(ds: Dataset, tmp_path_factory: pytest.TempPathFact
 
 BAD = [
     ("truncated.json", POLY.read_text()[:300], "line"),
-    ("malformed.json", '[{"id": 1, "data": {"image": "a.jpg"},}]', "line 1, column 39"),
+    ("malformed.json", '[{"id": 1, "data": {"image": "a.jpg"},}]', "line 1, column 38"),
     ("wrongtype.json", '[{"id": 1, "data": {"image": "a.jpg"}, "annotations": [{"result": [{"type": "rectanglelabels",'
                        ' "value": {"x": "ten", "y": 1, "width": 2, "height": 3}, "original_width": 10,'
                        ' "original_height": 10}]}]}]', "/0/annotations/0/result/0/value/x"),

@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+import orjson
+
 from imagine.kernel import ConversionReport, Finding, InputError, image_size, progress, safe_join
 from imagine.schemas import validate
 
@@ -171,7 +173,7 @@ def _load(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=path) from None
     try:
-        return json.loads(text)
+        return orjson.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", file=path, place=f"line {exc.lineno}, column {exc.colno}") \
             from None
@@ -195,9 +197,10 @@ def _image_key(data: dict[str, Any], key: str | None) -> str | None:
 
 
 class _Reader:
-    def __init__(self, path: Path, ctx: ReadContext):
+    def __init__(self, path: Path, ctx: ReadContext, doc: Any = None):
         self.path = path
         self.ctx = ctx
+        self.doc = doc
         self.cats: dict[str, int] = {}
         self.ann: dict[str, list[Any]] = {k: [] for k in (
             "id", "image_id", "category_id", "kind", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "geometry", "rle",
@@ -320,7 +323,9 @@ class _Reader:
         except KeyError as exc:
             raise InputError(f"{t} value lacks {exc.args[0]!r}", file=self.path, place=place + "/value") from None
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{t} value is malformed: {exc}", file=self.path, place=place + "/value") from None
+            err = _schema_error(self.doc, self.path)  # a wrong type: the schema names the exact field
+            raise err or InputError(f"{t} value is malformed: {exc}", file=self.path, place=place + "/value") \
+                from None
         ls: dict[str, Any] = {**slot, **{k: val for k, val in it.items() if k not in ITEM_KEYS}, "type": t}
         if v:
             ls["value"] = v
@@ -361,17 +366,40 @@ def _json_path(path: Path) -> Path:
     raise InputError("no tasks.json (or single JSON export) in this folder", file=path)
 
 
+def _schema_error(doc: Any, path: Path) -> InputError | None:
+    findings = validate(doc, "labelstudio", file=str(path), max_errors=1)
+    if not findings:
+        return None
+    f = findings[0]
+    return InputError(f"not a Label Studio export: {f.message}", file=path, place=f.place)
+
+
 def read(path: Path, ctx: ReadContext) -> Dataset:
-    """Read a Label Studio JSON export (list of tasks, or one task), or a folder holding tasks.json."""
+    """Read a Label Studio JSON export (list of tasks, or one task), or a folder holding tasks.json.
+
+    The JSON Schema runs only when the conversion trips over a wrong type (it would take most of the
+    time on large exports), or always with the option ``validate=True``; either way a wrong type is
+    reported with its JSON pointer.
+    """
     path = _json_path(path)
     doc = _tasks(_load(path))
-    findings = validate(doc, "labelstudio", file=str(path), max_errors=1)
-    if findings:
-        f = findings[0]
-        raise InputError(f"not a Label Studio export: {f.message}", file=path, place=f.place)
+    if ctx.options.get("validate") or not isinstance(doc, list):
+        err = _schema_error(doc, path)
+        if err is not None:
+            raise err
+    try:
+        return _read_tasks(doc, path, ctx)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        err = _schema_error(doc, path)
+        if err is not None:
+            raise err from None
+        raise InputError(f"unexpected Label Studio structure: {exc!r}", file=path) from None
+
+
+def _read_tasks(doc: list[Any], path: Path, ctx: ReadContext) -> Dataset:
     root = Path(ctx.options["root"]) if ctx.options.get("root") else (
         path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
-    r = _Reader(path, ctx)
+    r = _Reader(path, ctx, doc)
     images: dict[str, list[Any]] = {k: [] for k in ("id", "file_name", "width", "height", "annotator",
                                                       "attributes", *[c for c in IMAGE_COLUMNS
                                                                       if c not in ("width", "height")])}
@@ -548,8 +576,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         if ctx.images != "none":
             ctx.put_image(im["file_name"], safe_join(out / "images", im["file_name"]))
     _check_categories(ds, written_cats, report)
-    with open(out / "tasks.json", "w", encoding="utf-8") as fh:
-        json.dump(tasks, fh, ensure_ascii=False, indent=1, allow_nan=False)
+    (out / "tasks.json").write_bytes(orjson.dumps(tasks, option=orjson.OPT_INDENT_2))
 
 
 def _check_categories(ds: Dataset, used: list[Any], report: ConversionReport) -> None:
