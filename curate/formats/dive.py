@@ -36,7 +36,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, Finding, InputError, UsageError, atomic_write, dump_json, safe_join
+from imagine.kernel import (
+    ConversionReport,
+    Finding,
+    InputError,
+    UsageError,
+    atomic_write,
+    dump_json,
+    progress,
+    safe_join,
+)
 from imagine.schemas import validate
 
 from ..model import Dataset
@@ -328,7 +337,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
         images = [images[j] for j in order]
         index = {im.frame: j for j, im in enumerate(images) if im.frame is not None}
     dets: list[Detection] = []
-    for tkey, track in tracks.items():
+    for tkey, track in progress(tracks.items(), total=len(tracks), desc="DIVE tracks", unit="track"):
         tid = int(track.get("id", tkey))
         feats = track["features"]
         for k, feat in enumerate(feats):

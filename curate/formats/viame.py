@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, image_size, safe_join
+from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, image_size, progress, safe_join
 
 from ..geometry import envelope
 from ..model import Dataset, dumps_attrs, loads_attrs
@@ -435,7 +435,7 @@ def dataset_detections(ds: Dataset, report: ConversionReport, fmt: str) -> tuple
         start = max(known) + 1
         fresh = iter(range(start, start + len(tracks)))
     dets: list[Detection] = []
-    for i in range(a.num_rows):
+    for i in progress(range(a.num_rows), total=a.num_rows, desc=f"{fmt} annotations", unit="ann"):
         aid = ids[i]
         if img_ids[i] not in row_of:
             report.add("annotation-dropped", "annotation of an unknown image; not written", aid)
@@ -738,7 +738,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     dets: list[Detection] = []
     info: dict[str, Any] = {"root": str(root)}
     try:
-        for row in reader:
+        for row in progress(reader, desc="VIAME CSV rows", unit="row"):
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
