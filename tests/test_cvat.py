@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from defusedxml import ElementTree as DET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pycocotools import mask as mask_utils
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.formats.cvat import coco_to_cvat_rle, cvat_rle_to_coco
 from imagine.curate.geometry import rbox_corners
 from imagine.curate.model import Dataset, dumps_attrs, loads_attrs
 from imagine.kernel import InputError
-from pycocotools import mask as mask_utils
-
 from tests.strategies import datasets
 
 FIX = Path(__file__).parent / "fixtures"
@@ -332,10 +332,13 @@ def test_check_finds_the_bad_element(tmp_path: Path) -> None:
     assert check is not None
     assert check(REAL) == []
     src = tmp_path / "b.xml"
-    src.write_text(BAD[2][1])
-    findings = check(src)
-    assert len(findings) == 1 and findings[0].place == "/annotations/image[1]/box[1]"
-    assert "xtl" in findings[0].message
+    src.write_text(BAD[2][1].replace("</image>", "<polygon label='x' points='1,2;3'/><box label='x' xtl='0' "
+                                                 "ytl='0' xbr='2' ybr='2'/></image><image id='1'/>"))
+    findings = check(src)  # every bad element at once, not just the first
+    assert [f.place for f in findings] == ["/annotations/image[1]/box[1]", "/annotations/image[1]/polygon[2]",
+                                           "/annotations/image[2]"]
+    assert "xtl" in findings[0].message and "name" in findings[2].message
+    assert check(VIDEO) == [] and check(SHAPES) == []
 
 
 def test_writes_images_and_single_file(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ import datasets
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
+from PIL import Image
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset
 from imagine.kernel import InputError
-from PIL import Image
-
 from tests.strategies import datasets as gen_datasets
 
 FIX = Path(__file__).parent / "fixtures"

@@ -13,11 +13,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset, dumps_attrs, loads_attrs
 from imagine.kernel import ConversionReport, InputError
-from PIL import Image
 
 FISHCAM = Path(__file__).parent / "fixtures" / "fishcam" / "data"
 SPECIES = ["bream", "browntrout", "burbot", "chub", "nase", "perch", "rainbowtrout"]

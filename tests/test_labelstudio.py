@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pycocotools import mask as mask_utils
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.formats.labelstudio import (
@@ -27,8 +29,6 @@ from imagine.curate.formats.labelstudio import (
 from imagine.curate.geometry import rbox_corners
 from imagine.curate.model import Dataset, loads_attrs
 from imagine.kernel import InputError
-from pycocotools import mask as mask_utils
-
 from tests.strategies import datasets
 
 FIX = Path(__file__).parent / "fixtures"

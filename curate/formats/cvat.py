@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DET
+
 from imagine.kernel import ConversionReport, Finding, InputError, image_size, progress, safe_join
 
 from ..geometry import envelope
@@ -801,13 +802,48 @@ def detect(path: Path) -> int:
     return 90 if "<annotations" in head and "<version>" in head else 0
 
 
-def check(path: Path) -> list[Finding]:
-    """Structural check: the file parses and every shape carries valid coordinates."""
+def check(path: Path, max_findings: int = 200) -> list[Finding]:
+    """Structural check: the file parses, and every image and shape element is valid (all listed)."""
+    def finding(exc: InputError) -> Finding:
+        return Finding("cvat-structure", exc.message, file=exc.file, place=exc.place)
+
     try:
-        read(path, ReadContext(ConversionReport()))
+        xml = _xml_path(path)
+        root = parse_xml(xml)
     except InputError as exc:
-        return [Finding("cvat-structure", exc.message, file=exc.file, place=exc.place)]
-    return []
+        return [finding(exc)]
+    if root.tag != "annotations":
+        return [Finding("cvat-structure", f"root element is <{root.tag}>, expected <annotations>", file=str(xml),
+                        place="/" + root.tag)]
+    out: list[Finding] = []
+    b, report = _Builder(), ConversionReport()
+    img_root = xml.parent / "images" if (xml.parent / "images").is_dir() else xml.parent
+    for n, im in enumerate(root.findall("image"), 1):
+        place = f"/annotations/image[{n}]"
+        try:
+            if im.get("name") is None:
+                raise InputError("<image> lacks the 'name' attribute", file=xml, place=place)
+            safe_join(img_root, im.get("name") or "", source=xml, place=place)
+            size = (_int(im, "width", place, xml), _int(im, "height", place, xml))
+        except InputError as exc:
+            out.append(finding(exc))
+            continue
+        k = 0
+        for el in im:
+            if el.tag in SHAPE_TAGS:
+                k += 1
+                try:
+                    _shape(el, b, 0, size, f"{place}/{el.tag}[{k}]", xml, report)
+                except InputError as exc:
+                    out.append(finding(exc))
+        if len(out) >= max_findings:
+            return out
+    if root.findall("track"):
+        try:
+            read(xml, ReadContext(ConversionReport()))
+        except InputError as exc:
+            out.append(finding(exc))
+    return out
 
 
 def iter_shapes(root: ET.Element) -> Iterator[ET.Element]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from imagine.kernel import InputError, image_size, progress, require, safe_join
 
 from ..geometry import envelope
