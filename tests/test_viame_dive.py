@@ -31,7 +31,7 @@ from .strategies import datasets
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 FIXTURES = Path(__file__).parent / "fixtures" / "viame"
 SPEC_CASES = json.loads((SAMPLES / "dive_viame_spec_cases.json").read_text("utf-8"))
-HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYP = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _csv(tmp: Path, lines: list[str], name: str = "annotations.csv") -> Path:
@@ -540,13 +540,13 @@ GENERAL = datasets(kinds=("box", "polygon", "circle", "polyline", "point", "rbox
                    attributes=True)
 
 
-@settings(HYP, max_examples=15)
+@settings(HYP, max_examples=12)
 @given(GENERAL)
 def test_what_viame_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None:
     _general_to("viame", tmp_path, ds)
 
 
-@settings(HYP, max_examples=15)
+@settings(HYP, max_examples=12)
 @given(GENERAL)
 def test_what_dive_cannot_hold_is_reported(tmp_path: Path, ds: Dataset) -> None:
     _general_to("dive", tmp_path, ds)
