@@ -195,10 +195,8 @@ def _tables(path: Path) -> Iterator[tuple[str, pa.Table, Any]]:
             raise InputError(f"not a readable datasets folder: {exc}", file=path) from None
         parts = d.items() if isinstance(d, ds_mod.DatasetDict) else [("train", d)]
         for split, part in parts:
-            table = part.data.table if hasattr(part.data, "table") else part.data
-            if part._indices is not None:
-                table = part.with_format("arrow")[:]
-            yield split, table, part.features
+            # Arrow view of the rows as the Dataset shows them (any select/shuffle indices applied).
+            yield split, part.with_format("arrow")[:], part.features
         return
     files = _parquet_files(path)
     if not files:
