@@ -14,6 +14,7 @@ import os
 import time
 
 import numpy as np
+
 from imagine.curate.consensus import MERGES, consensus
 from imagine.curate.model import Dataset
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from imagine.curate.dedup import components, hash_file, near_pairs
 from imagine.curate.executor import DaskExecutor, SerialExecutor
-from PIL import Image
 
 HERE = Path(__file__).resolve().parents[1]
 DEFAULT_SETS = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from imagine.curate.cli import emit, from_option, handle_errors, json_option
 from imagine.kernel import EXIT_FINDINGS, EXIT_OK, UsageError, atomic_write, dump_json
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from imagine.kernel import ConversionReport, UsageError
 
 from .dedup import box_columns, components, overlap_pairs
@@ -76,6 +77,66 @@ def _grouped_median(obj: np.ndarray, values: np.ndarray, n_obj: int) -> np.ndarr
     return out
 
 
+def _set_column(t: pa.Table, name: str, values: Any) -> pa.Table:
+    i = t.schema.get_field_index(name)
+    return t.set_column(i, t.schema.field(i), pa.array(values, type=t.schema.field(i).type))
+
+
+def _lines_to_boxes(ds: Dataset, min_side: float = 1.0, *, report: ConversionReport) -> Dataset:
+    """Polylines → their envelope, each side at least ``min_side`` (stand-in until geometry has it)."""
+    a = ds.annotations
+    is_line = np.asarray(pc.equal(a.column("kind"), "polyline").to_numpy(zero_copy_only=False), dtype=bool)
+    if not is_line.any():
+        return ds
+    x, y, x2, y2 = box_columns(ds)
+    w, h = x2 - x, y2 - y
+    grow_w = is_line & (w < min_side)
+    grow_h = is_line & (h < min_side)
+    x = np.where(grow_w, x - (min_side - w) / 2, x)
+    w = np.where(grow_w, min_side, w)
+    y = np.where(grow_h, y - (min_side - h) / 2, y)
+    h = np.where(grow_h, min_side, h)
+    report.add("polyline-to-box", "polyline replaced by a box around it", count=int(is_line.sum()))
+    report.add("line-box-widened", f"box around a line widened to the minimum side {min_side}",
+               count=int((grow_w | grow_h).sum()))
+    kind = np.where(is_line, "box", np.asarray(a.column("kind").to_pylist(), dtype=object))
+    geom = [None if ln else g for ln, g in zip(is_line.tolist(), a.column("geometry").to_pylist(), strict=True)]
+    t = a
+    for name, v in (("bbox_x", x), ("bbox_y", y), ("bbox_w", w), ("bbox_h", h), ("kind", kind.tolist()),
+                    ("geometry", geom)):
+        t = _set_column(t, name, v)
+    return ds.with_tables(annotations=t)
+
+
+def _pad(ds: Dataset, pixels: float = 0.0, *, per_class: dict[int | str, float] | None = None,
+         report: ConversionReport) -> Dataset:
+    """Grow boxes by ``pixels`` a side (``per_class`` overrides), clipped to the image (stand-in for geometry.pad)."""
+    a = ds.annotations
+    cat = np.asarray(pc.fill_null(a.column("category_id"), -1).to_numpy(), dtype=np.int64)
+    amount = np.full(a.num_rows, float(pixels))
+    ids = {name: cid for cid, name in ds.category_names().items()}
+    for key, px in (per_class or {}).items():
+        amount[cat == (ids.get(key, -2) if isinstance(key, str) else key)] = float(px)
+    is_box = np.asarray(pc.equal(a.column("kind"), "box").to_numpy(zero_copy_only=False), dtype=bool)
+    amount = np.where(is_box, amount, 0.0)
+    x1, y1, x2, y2 = box_columns(ds)
+    x1, y1, x2, y2 = x1 - amount, y1 - amount, x2 + amount, y2 + amount
+    rows = ds.image_index()
+    r = np.array([rows.get(int(i), -1) for i in a.column("image_id").to_numpy()], dtype=np.int64)
+    iw = np.append(np.asarray(pc.fill_null(ds.images.column("width"), -1).to_numpy(), dtype=np.float64), -1)[r]
+    ih = np.append(np.asarray(pc.fill_null(ds.images.column("height"), -1).to_numpy(), dtype=np.float64), -1)[r]
+    known = (iw > 0) & (ih > 0)
+    x1 = np.where(known, np.clip(x1, 0, iw), x1)
+    x2 = np.where(known, np.clip(x2, 0, iw), x2)
+    y1 = np.where(known, np.clip(y1, 0, ih), y1)
+    y2 = np.where(known, np.clip(y2, 0, ih), y2)
+    report.add("box-padded", "boxes grown by the padding", count=int((amount != 0).sum()))
+    t = a
+    for name, v in (("bbox_x", x1), ("bbox_y", y1), ("bbox_w", x2 - x1), ("bbox_h", y2 - y1)):
+        t = _set_column(t, name, v)
+    return ds.with_tables(annotations=t)
+
+
 def consensus(ds: Dataset, *, iou: float = 0.6, min_iou: float = 0.4, merge: Merge = "median",
               per_class: bool = False, min_votes: int = 2, lines_to_boxes: bool = False, line_min_side: float = 1.0,
               pad: float = 0.0, pad_per_class: dict[int | str, float] | None = None) -> ConsensusResult:
@@ -99,9 +160,11 @@ def consensus(ds: Dataset, *, iou: float = 0.6, min_iou: float = 0.4, merge: Mer
 
     prepared = ConversionReport()
     if lines_to_boxes:
-        ds = geometry.lines_to_boxes(ds, line_min_side, report=prepared)
+        to_boxes = getattr(geometry, "lines_to_boxes", None) or _lines_to_boxes
+        ds = to_boxes(ds, line_min_side, report=prepared)
     if pad or pad_per_class:
-        ds = geometry.pad(ds, pad, per_class=pad_per_class, report=prepared)
+        grow = getattr(geometry, "pad", None) or _pad
+        ds = grow(ds, pad, per_class=pad_per_class, report=prepared)
 
     a = ds.annotations
     n = a.num_rows

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from imagine.curate.cli import main
 from imagine.curate.consensus import consensus
 from imagine.curate.formats import read_dataset, write_dataset
@@ -211,3 +212,25 @@ def test_cli_consensus(tmp_path: Path) -> None:
         assert r.exit_code == 2, r.output
         assert bad[0] in r.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_fallback_preparation_matches_geometry() -> None:
+    """consensus.py's stand-ins for line → box and padding agree with geometry's operations when both exist."""
+    from imagine.curate import consensus as mod
+    from imagine.curate import geometry
+    from imagine.kernel import ConversionReport
+
+    ds = hand_dataset()
+    rows: list[dict[str, Any]] = ds.annotations.to_pylist()
+    rows.append({"id": 99, "image_id": 7, "category_id": 2, "kind": "polyline", "bbox_x": 150.0, "bbox_y": 150.0,
+                 "bbox_w": 20.0, "bbox_h": 0.0, "geometry": [[150.0, 150.0, 170.0, 150.0]]})
+    ds = Dataset.from_records(ds.images.to_pylist(), rows, ds.categories.to_pylist())
+    mine = mod._pad(mod._lines_to_boxes(ds, 4.0, report=ConversionReport()), 1.0, per_class={"crab": 2.0},
+                    report=ConversionReport())
+    assert mine.annotations.column("kind").to_pylist()[-1] == "box"
+    assert mine.annotations.to_pylist()[-1]["bbox_h"] == 4 + 2 * 2
+    if not hasattr(geometry, "pad") or not hasattr(geometry, "lines_to_boxes"):
+        pytest.skip("geometry has no line → box / padding yet")
+    theirs = geometry.pad(geometry.lines_to_boxes(ds, 4.0), 1.0, per_class={"crab": 2.0})
+    for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h", "kind"):
+        assert mine.annotations.column(c).to_pylist() == theirs.annotations.column(c).to_pylist(), c

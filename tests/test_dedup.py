@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
 from imagine.curate.cli import main
 from imagine.curate.dedup import (
     DedupResult,
@@ -28,8 +30,6 @@ from imagine.curate.formats import read_dataset, write_dataset
 from imagine.curate.model import Dataset
 from imagine.kernel import UsageError
 from imagine.schemas import validate
-from PIL import Image
-
 from tests.fixtures.cleaning.data import AQUARIUM, aquarium, fishcam
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from imagine.curate.dedup import ImageHashes, dedup, hash_file, image_hashes, image_paths
 from imagine.curate.executor import DaskExecutor, LocalExecutor, SerialExecutor, get_executor
 from imagine.curate.model import Dataset
 from imagine.kernel import UsageError
-
 from tests.fixtures.cleaning.data import fishcam
 
 

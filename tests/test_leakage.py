@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from imagine.curate.cli import main
 from imagine.curate.dedup import DedupResult, dedup
 from imagine.curate.formats import write_dataset
@@ -19,7 +20,6 @@ from imagine.curate.model import Dataset
 from imagine.curate.split import split
 from imagine.kernel import UsageError
 from imagine.schemas import validate
-
 from tests.fixtures.cleaning.data import AQUARIUM, aquarium, fishcam
 
 SOURCE = r"^(?:.*/)?(IMG_\d+)"

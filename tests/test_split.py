@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from imagine.curate.cli import main
 from imagine.curate.dedup import dedup
 from imagine.curate.formats import read_dataset, write_dataset
@@ -18,7 +19,6 @@ from imagine.curate.model import Dataset
 from imagine.curate.split import image_groups, split
 from imagine.kernel import UsageError
 from imagine.schemas import validate
-
 from tests.fixtures.cleaning.data import AQUARIUM, aquarium, fishcam
 
 SOURCE = r"^(?:.*/)?(IMG_\d+)"  # Aquarium: frames of one source photo or video share this prefix
