@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from imagine.curate.formats import read_dataset
 from imagine.curate.manifest import dataset_hash, file_sha256, split_manifest, with_checksums
 from imagine.curate.model import Dataset
@@ -103,8 +104,16 @@ def _limitations(r: RunResult, n_images: int) -> list[str]:
     return out
 
 
+def _name_from_path(src: str) -> str:
+    """A readable dataset name when the reader knows none: the folder name (with its parent when generic)."""
+    p = Path(src).resolve()
+    if p.is_file():
+        p = p.parent
+    return f"{p.parent.name}/{p.name}" if p.name.lower() in ("data", "images", "dataset", "train") else p.name
+
+
 def build_card(r: RunResult, *, ds: Dataset, src: str, fmt: str, content_hash: str, manifest_hash: str,
-               command: str, weights_sha: str | None, model_file: str = "model.pt",
+               command: str, weights_sha: str | None, out: str = ".", model_file: str = "model.pt",
                total_time: float | None = None) -> dict[str, Any]:
     """Assemble the card of a run (JSON-ready, NaN → null)."""
     cfg = r.config
@@ -122,7 +131,8 @@ def build_card(r: RunResult, *, ds: Dataset, src: str, fmt: str, content_hash: s
         "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "task": cfg.task,
         "dataset": {
-            "name": info.get("name"), "version": None if info.get("version") is None else str(info.get("version")),
+            "name": info.get("name") or _name_from_path(src),
+            "version": None if info.get("version") is None else str(info.get("version")),
             "doi": info.get("doi"), "source": src, "format": fmt, "content_hash": content_hash,
             "split_manifest": "split-manifest.json", "split_manifest_hash": manifest_hash,
             "split_origin": r.split_origin, "evaluation_split": r.eval_split, "num_images": len(ds),
@@ -151,7 +161,8 @@ def build_card(r: RunResult, *, ds: Dataset, src: str, fmt: str, content_hash: s
         "mlflow": None,
         "limitations": _limitations(r, len(ds)),
         "command": command,
-        "reproduce_command": f"imagine-curate reproduce card.json --data {quoted_src}",
+        "reproduce_command": f"imagine-curate reproduce {shlex.quote(os.path.join(out, 'card.json'))} "
+                             f"--data {quoted_src}",
     }
     if r.cv is not None:
         cv = r.cv
@@ -280,7 +291,8 @@ def baseline(src: str | os.PathLike[str], task: str, out: str | os.PathLike[str]
         if r.oof_probs is not None:
             _write_pred_probs(tmp / "pred_probs.csv", r)
         card = build_card(r, ds=ds, src=src_s, fmt=fmt_name, content_hash=content, manifest_hash=manifest["hash"],
-                          command=cmd, weights_sha=weights_sha, total_time=time.perf_counter() - t_start)
+                          command=cmd, weights_sha=weights_sha, out=os.fspath(out),
+                          total_time=time.perf_counter() - t_start)
         if card["confusion_matrix"]:
             confusion_png(card["confusion_matrix"]["matrix"], card["confusion_matrix"]["labels"],
                           tmp / "confusion.png")

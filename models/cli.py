@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from imagine.curate.cli import emit, from_option, handle_errors, json_option
 from imagine.kernel import EXIT_FINDINGS, EXIT_OK, require
 

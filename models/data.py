@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from imagine.curate.model import Dataset
 from imagine.kernel import UsageError, open_image, progress, safe_join
 

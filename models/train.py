@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from imagine.curate.model import Dataset
 from imagine.kernel import UsageError, progress, require
 

@@ -71,7 +71,8 @@ def test_classification_card_is_schema_valid_and_complete(fishcam_card: Path) ->
     assert np.asarray(card["confusion_matrix"]["matrix"]).sum() == 14
     assert (fishcam_card / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (fishcam_card / "card.md").read_text()
-    assert "imagine-curate reproduce card.json" in md and d["content_hash"] in md
+    assert f"imagine-curate reproduce {fishcam_card / 'card.json'}" in md and d["content_hash"] in md
+    assert card["dataset"]["name"] == "fishcam-sample"
     assert card["training"]["images_per_s"] > 0 and card["hardware"]["device"] in ("cpu", "cuda")
     assert card["limitations"] and "imagine-curate baseline" in card["command"]
 
