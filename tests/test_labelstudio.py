@@ -28,7 +28,7 @@ from imagine.curate.formats.labelstudio import (
 )
 from imagine.curate.geometry import rbox_corners
 from imagine.curate.model import Dataset, loads_attrs
-from imagine.kernel import InputError
+from imagine.kernel import ConversionReport, InputError
 from tests.strategies import datasets
 
 FIX = Path(__file__).parent / "fixtures"
@@ -108,7 +108,9 @@ def test_ls_round_trip_identical(src: Path, tmp_path: Path) -> None:
 
 
 def test_annotators_predictions_choices_and_names() -> None:
-    ds = read_dataset(MIXED)
+    report = ConversionReport()
+    ds = read_dataset(MIXED, report=report)
+    assert report.counts == {"ls-result-not-converted": 1}  # the textarea: kept raw, said so
     assert ds.images.column("file_name").to_pylist() == ["9f2c1a7e-cod_001.jpg", "img 002.png", "img_003.jpg"]
     assert len(ds) == 3  # the task without annotations is kept
     rows = ds.annotations.to_pylist()

@@ -267,6 +267,9 @@ class _Reader:
                                  _score(it, score), annotator, rid, {"ls": ls})
                 else:
                     other.append(it)
+                    self.ctx.report.add("ls-result-not-converted", "results without a region or choice (text, "
+                                        "rating, relation, video…) have no column; they are kept only to be "
+                                        "written back to Label Studio", it.get("type"))
         return other
 
     def region(self, image_id: int, it: dict[str, Any], place: str, slot: dict[str, Any], annotator: str | None,
