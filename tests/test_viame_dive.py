@@ -677,11 +677,17 @@ def test_video_timestamps_metadata_and_unknown_tokens(tmp_path: Path) -> None:
     rep = write_dataset(ds, tmp_path / "o", "viame", images="none")
     assert rep.lossless, rep.render()
     text = (tmp_path / "o" / "annotations.csv").read_text("utf-8").splitlines()
-    assert text[1].startswith("# metadata,fps: 30")
+    assert text[1] == "# metadata,fps: 30,exported_by: dive,video: dive"  # the video keeps its name
     assert text[2:] == lines[2:]
     assert not (tmp_path / "o" / "input_list.txt").exists()  # video frames are not image files
+    assert read_dataset(tmp_path / "o", "viame").images.equals(ds.images)
     rep_dive = write_dataset(ds, tmp_path / "d", "dive", images="none")
-    assert rep_dive.counts["timestamp-dropped"] == 2 and rep_dive.counts["mask-reference-dropped"] == 1
+    assert rep_dive.counts == {"timestamp-dropped": 2, "mask-reference-dropped": 1, "attributes-dropped": 1}
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text("utf-8"))
+    assert meta["type"] == "video" and meta["name"] == "dive" and meta["fps"] == 30.0
+    back = read_dataset(tmp_path / "d", "dive")
+    assert back.images.select(["file_name", "frame", "video"]).equals(ds.images.select(["file_name", "frame",
+                                                                                        "video"]))
 
 
 def test_dive_version_1_is_read(tmp_path: Path) -> None:

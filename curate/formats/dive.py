@@ -283,6 +283,8 @@ def _image_names(src: Path, ctx: ReadContext) -> tuple[list[str] | None, dict[st
         if not isinstance(opt, list) or not all(isinstance(n, str) for n in opt):
             raise InputError("the images option must be a list of file names in frame order", file=src)
         return list(opt), meta
+    if meta.get("type") == "video":
+        return None, meta
     files = meta.get("originalImageFiles")
     if isinstance(files, list) and files and all(isinstance(n, str) for n in files):
         return list(files), meta
@@ -299,6 +301,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     doc = _normalise(_load_json(src))
     _Shape(src).document(doc)
     names, meta = _image_names(src, ctx)
+    video = meta.get("name") if meta.get("type") == "video" and isinstance(meta.get("name"), str) else None
     info: dict[str, Any] = {"root": str(root)}
     if isinstance(meta.get("fps"), int | float):
         info["fps"] = float(meta["fps"])
@@ -332,7 +335,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                             "meta.json or the images beside the file)", [f"frame {m}" for m in missing],
                             len(missing))
         for fr in missing:
-            images.append(ImageRef(f"frame{fr:06d}", fr))
+            images.append(ImageRef(f"frame{fr:06d}", fr, video))
         order = sorted(range(len(images)), key=lambda j: images[j].frame or 0)
         images = [images[j] for j in order]
         index = {im.frame: j for j, im in enumerate(images) if im.frame is not None}
@@ -538,10 +541,16 @@ def to_dive(ds: Dataset, report: ConversionReport) -> tuple[dict[str, Any], dict
     if ds.info.get("fps") is not None:
         meta["fps"] = ds.info["fps"]
     if any(im.timestamp is not None for im in images):
-        report.add("timestamp-dropped", "DIVE image sequences have no per-frame timestamps",
+        report.add("timestamp-dropped", "DIVE keeps no per-frame timestamps (frame / fps instead)",
                    count=sum(im.timestamp is not None for im in images))
+    videos = list(dict.fromkeys(im.video for im in images if im.video))
+    if videos:  # a video dataset: DIVE names the video, frames are numbers
+        meta["type"], meta["name"] = "video", videos[0]
+        if len(videos) > 1 or any(not im.video for im in images):
+            report.add("video-dropped", "a DIVE dataset is one video; other videos' and image files' frames "
+                       "were put in the first video", count=sum(1 for im in images if im.video != videos[0]))
     frames = [im.frame if im.frame is not None else 0 for im in images]
-    if images:
+    if images and not videos:
         names = [""] * (max(frames) + 1)
         for im, fr in zip(images, frames, strict=True):
             if names[fr] and names[fr] != im.file_name:

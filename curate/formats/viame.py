@@ -722,7 +722,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     """Read a VIAME CSV file (or a folder holding one)."""
     src = _csv_file(path)
     root = src.parent.resolve()
-    video = str(ctx.options.get("video") or src.name.split(".")[0])
+    video_opt = ctx.options.get("video")
+    video = str(video_opt or src.name.split(".")[0])
     text = _open_text(src)
     reader = csv.reader(io.StringIO(text, newline=""))
     images: list[ImageRef] = []
@@ -749,6 +750,11 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                         mk, sep, mv = cell.partition(":")
                         if sep:
                             meta[mk.strip()] = deduce_value(mv.strip().strip('"'))
+                    if isinstance(meta.get("video"), str | float) and not video_opt:
+                        # the writer names the video here; kept as text (a name like "007" stays "007")
+                        raw = next(c.partition(":")[2].strip().strip('"') for c in row[1:]
+                                   if c.partition(":")[0].strip() == "video")
+                        meta["video"] = video = raw
                     fps = meta.get("fps", meta.get("Fps"))
                     if isinstance(fps, float):
                         info["fps"] = fps
@@ -854,6 +860,15 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     meta = dict(ds.info.get("viame_metadata") or {})
     if ds.info.get("fps") is not None:
         meta["fps"] = ds.info["fps"]
+    videos = list(dict.fromkeys(im.video for im in images if im.timestamp is not None and im.video))
+    if videos:
+        meta["video"] = videos[0]
+    if len(videos) > 1:
+        report.add_many("video-dropped", "a VIAME CSV holds one video; frames of the others were written under "
+                        "the first one's name", videos[1:], len(videos) - 1)
+    stills = sum(1 for im in images if im.timestamp is None and im.video)
+    if stills:
+        report.add("video-dropped", "VIAME CSV has no video name for image files", count=stills)
     if meta:
         w.writerow(["# metadata", *[f"{k}: {fmt_num(v) if _is_number(v) else v}" for k, v in meta.items()]])
     for d in dets:
