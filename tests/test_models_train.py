@@ -263,3 +263,17 @@ def test_group_aware_split_and_folds_keep_each_video_on_one_side() -> None:
     for v in set(vids):
         assert len(set(r.folds[vids == v])) == 1
     assert len(set(r.folds)) == 3
+
+
+def test_training_starts_from_a_local_weights_file(fishcam_card: Path, fishcam_native: Path, tmp_path: Path) -> None:
+    out = tmp_path / "warm"
+    res = _cli(["baseline", str(fishcam_native), "--out", str(out), "--weights", str(fishcam_card / "model.pt"),
+                "--max-steps", "1", *CLS_ARGS])
+    assert res.exit_code == 0, res.output
+    card = load_card(out / "card.json")
+    assert card["model"]["init"] == "weights" and card["training"]["steps"] == 1
+    assert card["model"]["weights_file"]["sha256"].startswith("sha256:")
+    assert "--weights" in card["command"] and "from a local weights file" in card["limitations"][0]
+    missing = CliRunner().invoke(main, ["baseline", str(fishcam_native), "--out", str(tmp_path / "x"),
+                                        "--weights", str(tmp_path / "nope.pt"), *CLS_ARGS])
+    assert missing.exit_code == 2 and "nope.pt" in missing.output and "weights file not found" in missing.output
