@@ -23,7 +23,9 @@ from the ``images=[...]`` read option, DIVE's ``meta.json`` beside the file
 (``originalImageFiles``), the image files in the same folder sorted as DIVE sorts them (natural
 order); otherwise frame ``N`` is named ``frameNNNNNN`` (reported). Every listed image becomes an
 image row, annotated or not. The writer puts ``meta.json`` (image names, fps, attribute
-definitions) beside the annotation file when it writes a folder.
+definitions) beside the annotation file when it writes a folder; for a video (images with a
+``video``) it writes DIVE's video meta instead (``type: video``, ``name``: the video), and the
+reader gives such frames that ``video``.
 Read options: ``images=[...]`` (file names in frame order), ``sizes=False`` (no image header reads).
 """
 

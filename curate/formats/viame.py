@@ -11,9 +11,10 @@ How a row lands in the model (the DIVE reader produces the same shape, see :mod:
 
 * one image row per distinct ``(image_or_timestamp, frame_index)`` in order of first appearance;
   ``images.frame`` is the frame index. A second column that is empty or a video timestamp
-  (``HH:MM:SS.ffffff``) makes the image a video frame: ``video`` is the CSV's stem (or the
-  ``video=`` option), ``file_name`` is ``frameNNNNNN`` and the timestamp text is kept in the image
-  attributes (``timestamp``) so that it is written back verbatim;
+  (``HH:MM:SS.ffffff``) makes the image a video frame: ``video`` is the ``video=`` option, else
+  the ``video:`` entry of the metadata line (the writer puts it there), else the CSV's stem;
+  ``file_name`` is ``frameNNNNNN`` and the timestamp text is kept in the image attributes
+  (``timestamp``) so that it is written back verbatim;
 * one annotation per row, in file order, ``track_id`` = column 1, ``score`` = the confidence
   column; categories are every class name of the pairs in order of first appearance (ids 1..K);
   ``category_id`` is the highest-scoring class (first on ties). The pairs are kept, in file order,
