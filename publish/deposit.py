@@ -359,8 +359,11 @@ class DepositResult:
 
 def _fair_gate(folder: Path, min_fair: float | None, force: bool, warnings: list[str]) -> float | None:
     """Score with ``imagine.publish.fair`` when present; refuse below ``min_fair`` unless forced."""
+    import importlib
+
+    fair: Any
     try:
-        from . import fair  # type: ignore[attr-defined]
+        fair = importlib.import_module(f"{__package__}.fair")
     except ImportError:
         fair = None
     if fair is None or not hasattr(fair, "fair_score"):
@@ -391,6 +394,9 @@ def _gate(folder: Path, findings: list[Finding], force: bool, warnings: list[str
 
 def _client(target: str | None, token: str | None, dry_run: bool, **kw: Any) -> ZenodoClient:
     base = resolve_target(target)
+    if not dry_run and target in (None, "", "local") and not _listening(base):
+        raise UsageError(f"no local repository is listening at {base}: start it with `imagine-publish serve` "
+                         "(or choose --target zenodo, sandbox or a URL)")
     tok = token if token is not None else load_token(base)
     if tok is None and not dry_run:
         raise UsageError(f"no token for {base}: set ZENODO_TOKEN (ZENODO_SANDBOX_TOKEN for the sandbox) or "
@@ -421,6 +427,9 @@ def plan(folder: str | os.PathLike[str], target: str | None = None, *, new_versi
     t = load_state(folder).get("targets", {}).get(base, {})
     out = []
     dep = t.get("draft_id")
+    if t.get("phase") == "published" and not new_version_of and not dep:
+        return [f"GET {base}/records/{t.get('record_id')}  # already published as {t.get('doi')}: compare the "
+                "files; if they changed, use new-version"]
     if new_version_of and not dep:
         rid = t.get("record_id") or "<record>"
         out.append(f"POST {base}/deposit/depositions/{rid}/actions/newversion")
@@ -718,7 +727,42 @@ def fetch(record: str | int, dst: str | os.PathLike[str], target: str | None = N
     return FetchResult(int(rid), rec.get("doi"), str(dst), done, checked)
 
 
+def _listening(base_url: str) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def publish_dataset(deposit_dir: str | os.PathLike[str], target: str | None = None, *, token: str | None = None,
-                    min_fair: float | None = None, force: bool = False) -> DepositResult:
-    """The whole deposit path for one folder (what the README's main job calls): returns DOI, record id, URL."""
-    return deposit(deposit_dir, target, token=token, min_fair=min_fair, force=force)
+                    min_fair: float | None = None, force: bool = False,
+                    local_root: str | os.PathLike[str] | None = None) -> DepositResult:
+    """The whole deposit path for one folder (what the README's main job calls); returns DOI, record id, URL.
+
+    With the default ``local`` target and no repository listening on its port, a local repository
+    is started in-process for the duration of the call (data under ``local_root``, default
+    ``~/.local/share/imagine/localrepo``), so the path works offline in one call; run
+    ``imagine-publish serve`` afterwards to browse what was published.
+    """
+    from .localrepo import DEFAULT_PORT, start_server
+
+    base = resolve_target(target)
+    server = None
+    if target in (None, "", "local") and not _listening(base):
+        from .localrepo import default_root
+
+        server = start_server(local_root or default_root(), port=DEFAULT_PORT)
+        token = token or server.token
+    elif token is None and local_root is not None:
+        token = load_token(base, local_root=local_root)
+    try:
+        return deposit(deposit_dir, target, token=token, min_fair=min_fair, force=force)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

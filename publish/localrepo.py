@@ -581,6 +581,11 @@ class RepoServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def token(self) -> str | None:
+        """A token this repository accepts (for in-process use, e.g. the README's main job)."""
+        return next(iter(self.repo.tokens), None)
+
 
 class Handler(BaseHTTPRequestHandler):
     """One request: authentication, rate limit, fault injection, routing, Zenodo-shaped answers."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from imagine.curate.cli import emit, handle_errors, json_option
 from imagine.kernel import EXIT_FINDINGS, EXIT_OK
 

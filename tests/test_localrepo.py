@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from defusedxml import ElementTree as ET
+
 from imagine.publish.localrepo import Fault, FaultPlan, LocalRepository, start_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zenodo"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from imagine.kernel import RemoteError, UsageError
 from imagine.publish.localrepo import Fault, FaultPlan, start_server
 from imagine.publish.zenodo import (
@@ -225,8 +226,9 @@ def test_new_version_retry_never_makes_a_second_draft(server: Any, tmp_path: Pat
 # ------------------------------------------------------------------ uploads
 
 
-def test_upload_streams_verifies_md5_and_survives_a_reset(server: Any, tmp_path: Path) -> None:
-    c = client(server)
+@pytest.mark.parametrize("stream_md5", [True, False])
+def test_upload_streams_verifies_md5_and_survives_a_reset(server: Any, tmp_path: Path, stream_md5: bool) -> None:
+    c = client(server, stream_md5=stream_md5)
     dep = c.create_deposition(META, "k")
     big = tmp_path / "shard.zip"
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
@@ -240,8 +242,9 @@ def test_upload_streams_verifies_md5_and_survives_a_reset(server: Any, tmp_path:
     assert file_md5(stored) == md5
 
 
-def test_file_changed_between_checksum_and_upload(server: Any, tmp_path: Path) -> None:
-    c = client(server)
+@pytest.mark.parametrize("stream_md5", [True, False])
+def test_file_changed_between_checksum_and_upload(server: Any, tmp_path: Path, stream_md5: bool) -> None:
+    c = client(server, stream_md5=stream_md5)
     dep = c.create_deposition(META, "k")
     f = tmp_path / "a.csv"
     f.write_bytes(b"1,2\n")

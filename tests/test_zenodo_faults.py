@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from imagine.kernel import ImagineError
 from imagine.publish import deposit as D
 from imagine.publish.localrepo import FaultPlan, start_server

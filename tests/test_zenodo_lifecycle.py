@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from imagine.kernel import InputError, RemoteError, UsageError
 from imagine.publish import deposit as D
 from imagine.publish.cli import main
@@ -282,3 +283,47 @@ def test_cli_deposit_status_fetch_and_token_secrecy(server: Any, tmp_path: Path,
                       and "repo" not in p.parts)
     for text in (dry.output, res.output, st.output, fe.output, bad.output, written):
         assert TOKEN not in text
+
+
+def test_publish_dataset_for_the_readme_job(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "repo")  # no tokens given: it makes its own, in a 0600 file
+    try:
+        assert oct((tmp_path / "repo" / "tokens.json").stat().st_mode & 0o777) == "0o600"
+        folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+        r = D.publish_dataset(folder, srv.url, local_root=tmp_path / "repo")
+        assert r.doi == f"10.5072/zenodo.{r.record_id}" and r.url and r.url.endswith(f"/records/{r.record_id}")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_default_local_target_not_running_is_a_clear_usage_error(tmp_path: Path) -> None:
+    if D._listening("http://127.0.0.1:5005/api"):
+        pytest.skip("something listens on the default port 5005")
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1\n"})
+    with pytest.raises(UsageError, match="imagine-publish serve"):
+        D.deposit(folder, token="x")
+    assert not (folder / D.STATE_FILE).exists()
+
+
+def test_cli_package_new_version_dry_run_and_discard(server: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZENODO_TOKEN", TOKEN)
+    runner = CliRunner()
+    out = tmp_path / "deposit"
+    res = runner.invoke(main, ["package", str(SAMPLE), str(meta_dir(tmp_path / "meta")), str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["shards"] == 1 and (out / "images-001.zip").is_file()
+    again = runner.invoke(main, ["package", str(SAMPLE), str(tmp_path / "meta"), str(out)])
+    assert again.exit_code == 2 and "exists" in again.output
+    nometa = runner.invoke(main, ["package", str(SAMPLE), str(tmp_path / "nothing"), str(tmp_path / "o2")])
+    assert nometa.exit_code == 2 and "zenodo.json" in nometa.output and not (tmp_path / "o2").exists()
+    nv = runner.invoke(main, ["new-version", str(out), "--target", server.url, "--dry-run"])
+    assert nv.exit_code == 0 and "actions/newversion" in nv.output
+    server.faults = FaultPlan([Fault("ratelimit", "POST", "/actions/publish", retry_after=3600, times=-1)])
+    failed = runner.invoke(main, ["deposit", str(out), "--target", server.url])
+    assert failed.exit_code == 2 and "retry in 3600 s" in failed.output and "re-run the same command" in failed.output
+    assert "Traceback" not in failed.output
+    server.faults = FaultPlan()
+    dis = runner.invoke(main, ["discard", str(out), "--target", server.url, "--json"])
+    assert dis.exit_code == 0 and live(server) == []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from imagine.kernel import RemoteError
 from imagine.publish import deposit as D
 from imagine.publish.zenodo import ZenodoClient
