@@ -6,7 +6,10 @@ Regions: ``rectangle[labels]`` (``rotation`` in degrees about the *top-left* cor
 ``choices`` without a region (→ ``label``, one per choice). Coordinates are percentages of
 ``original_width``/``original_height``: ``x_px = x% * W / 100`` in float64, and back with the
 float nearest ``x_px * 100 / W`` that converts to ``x_px`` exactly, so unrotated geometry round
-trips bit for bit (rotated rectangles go through sin/cos and round trip to ~1e-12).
+trips bit for bit (where no float64 percentage gives the pixel value back, it is one ulp off and
+reported as ``percent-float-noise``). Rotated rectangles go through sin/cos (~1e-12); LS's own
+numbers are kept with the region and written back unchanged while the box is unchanged, so an
+LS → LS round trip is exact.
 
 Every ``annotations[]`` entry is one annotator (``completed_by`` → ``annotations.annotator``),
 ``predictions[]`` entries are predictions (region or prediction ``score`` → ``score``); their
@@ -292,6 +295,7 @@ class _Reader:
         rle = None
         try:
             if base == "rectangle":
+                rect = {k: v[k] for k in ("x", "y", "width", "height", "rotation") if k in v}
                 x, y = pct_to_px(v.pop("x"), W), pct_to_px(v.pop("y"), H)
                 w, h = pct_to_px(v.pop("width"), W), pct_to_px(v.pop("height"), H)
                 rot = float(v.pop("rotation", 0) or 0)
@@ -330,6 +334,8 @@ class _Reader:
             raise err or InputError(f"{t} value is malformed: {exc}", file=self.path, place=place + "/value") \
                 from None
         ls: dict[str, Any] = {**slot, **{k: val for k, val in it.items() if k not in ITEM_KEYS}, "type": t}
+        if kind == "rbox":  # LS's own numbers, written back as they were while the box is unchanged
+            ls["rect"] = rect
         if v:
             ls["value"] = v
         if labels is not None and len(labels) != 1:
@@ -602,6 +608,16 @@ def _check_categories(ds: Dataset, used: list[Any], report: ConversionReport) ->
         report.add_many("category-attributes-dropped", "Label Studio labels carry only a name", extra, len(extra))
 
 
+def _rect_matches(rect: dict[str, Any], rbox: list[float], W: float, H: float) -> bool:
+    """Whether LS's original rectangle numbers still convert to exactly this rotated box."""
+    try:
+        got = ls_rect_to_rbox(pct_to_px(rect["x"], W), pct_to_px(rect["y"], H), pct_to_px(rect["width"], W),
+                              pct_to_px(rect["height"], H), float(rect.get("rotation") or 0))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return list(got) == list(rbox)
+
+
 def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int | None, H: int | None,
            report: ConversionReport) -> list[dict[str, Any]]:
     """The LS result items of one annotation row."""
@@ -617,7 +633,7 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
 
     base_item: dict[str, Any] = {"id": _region_id(a)}
     rest = {k: v for k, v in ls.items() if k not in ("annotation", "prediction", "was_cancelled", "ground_truth",
-                                                        "type", "value", "labels", "extra")}
+                                                        "type", "value", "labels", "extra", "rect")}
     rest.setdefault("from_name", "label" if kind != "label" else "choice")
     rest.setdefault("to_name", "image")
     if kind == "label":
@@ -646,8 +662,11 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
                 report.add("rotation-normalised", "Label Studio rotations are in [0, 360); the angle was wrapped",
                            aid)
                 rot = rot % 360.0
-        value = {"x": pct(x, W), "y": pct(y, H), "width": pct(w, W), "height": pct(h, H),
-                 "rotation": rot}
+        rect = ls.get("rect")
+        if kind == "rbox" and isinstance(rect, dict) and _rect_matches(rect, g[0][:5], W, H):
+            value = dict(rect)
+        else:
+            value = {"x": pct(x, W), "y": pct(y, H), "width": pct(w, W), "height": pct(h, H), "rotation": rot}
         t = t if t in ("rectangle", "rectanglelabels") else "rectanglelabels"
     elif kind == "polygon":
         rings = [r for r in (g or [])]
