@@ -755,3 +755,24 @@ def test_not_utf8_names_the_byte(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_dataset(p, "viame")
     assert err.value.file == str(p) and err.value.place == "line 1, byte 5"
+
+
+def test_dive_interpolation_expanded_on_request(tmp_path: Path) -> None:
+    """``interpolate=True`` adds DIVE's interpolated frames (round(a·(1-t) + b·t), keyframe false)."""
+    doc = {"version": 2, "tracks": {"1": {"id": 1, "confidencePairs": [["fish", 0.5]], "begin": 0, "end": 4,
+                                          "features": [{"frame": 0, "bounds": [0, 0, 10, 10], "interpolate": True},
+                                                       {"frame": 4, "bounds": [8, 4, 20, 13]}]}}}
+    p = tmp_path / "i.dive.json"
+    p.write_text(json.dumps(doc), "utf-8")
+    plain_rep = ConversionReport()
+    plain = read_dataset(p, "dive", report=plain_rep)
+    assert plain.num_annotations == 2 and plain_rep.counts["interpolation-not-expanded"] == 1
+    rep = ConversionReport()
+    ds = read_dataset(p, "dive", interpolate=True, report=rep)
+    assert "interpolation-not-expanded" not in rep.counts
+    boxes = {r["image_id"]: (r["bbox_x"], r["bbox_y"], r["bbox_x"] + r["bbox_w"], r["bbox_y"] + r["bbox_h"])
+             for r in _rows(ds)}
+    frames = dict(zip(ds.images.column("id").to_pylist(), ds.images.column("frame").to_pylist(), strict=True))
+    by_frame = {frames[i]: b for i, b in boxes.items()}
+    assert by_frame == {0: (0, 0, 10, 10), 1: (2, 1, 12, 11), 2: (4, 2, 15, 12), 3: (6, 3, 18, 12), 4: (8, 4, 20, 13)}
+    assert [loads_attrs(r["attributes"]).get("keyframe") for r in _rows(ds)] == [None, False, False, False, None]

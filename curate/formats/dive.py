@@ -26,7 +26,9 @@ image row, annotated or not. The writer puts ``meta.json`` (image names, fps, at
 definitions) beside the annotation file when it writes a folder; for a video (images with a
 ``video``) it writes DIVE's video meta instead (``type: video``, ``name``: the video), and the
 reader gives such frames that ``video``.
-Read options: ``images=[...]`` (file names in frame order), ``sizes=False`` (no image header reads).
+Read options: ``images=[...]`` (file names in frame order), ``sizes=False`` (no image header reads),
+``interpolate=True`` (add the frames DIVE interpolates between keyframes, as DIVE's exporter does:
+rounded linear bounds; otherwise only stored features are read and the gap is reported).
 """
 
 from __future__ import annotations
@@ -321,7 +323,15 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                     group_of[(int(tkey), fr)] = gid
     if dive_groups:
         info["dive_groups"] = dive_groups
-    frames_used = sorted({int(f["frame"]) for t in tracks.values() for f in t["features"]})
+    expand = bool(ctx.options.get("interpolate", False))
+    frames_set = {int(f["frame"]) for t in tracks.values() for f in t["features"]}
+    if expand:
+        for t in tracks.values():
+            fs = t["features"]
+            for k in range(len(fs) - 1):
+                if fs[k].get("interpolate") is True:
+                    frames_set.update(range(int(fs[k]["frame"]) + 1, int(fs[k + 1]["frame"])))
+    frames_used = sorted(frames_set)
     images: list[ImageRef] = []
     index: dict[int, int] = {}
     if names is not None:
@@ -347,14 +357,27 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
         feats = track["features"]
         for k, feat in enumerate(feats):
             fr = int(feat["frame"])
-            if feat.get("interpolate") is True and k < len(feats) - 1:
-                ctx.report.add("interpolation-not-expanded", "interpolated frames between keyframes are not "
-                               "expanded; only the stored keyframes are read", f"track {tid} frame {fr}")
             det = feature_detection(track, feat, index[fr], tid, group_of.get((tid, fr)))
             for t in det.extra.pop("_dropped", []):
                 ctx.report.add("geometry-dropped", "GeoJSON geometry types other than Point, LineString and "
                                "Polygon are not read", f"track {tid} frame {fr}: {t}")
             dets.append(det)
+            if feat.get("interpolate") is True and k < len(feats) - 1:
+                if not expand:
+                    ctx.report.add("interpolation-not-expanded", "interpolated frames between keyframes are not "
+                                   "expanded (read option interpolate=True does)", f"track {tid} frame {fr}")
+                    continue
+                nxt = feats[k + 1]
+                span = int(nxt["frame"]) - fr
+                for step in range(1, span):  # DIVE's own interpolation: rounded linear bounds, no geometry
+                    t_ = step / span
+                    box = [float(round(a * (1 - t_) + b * t_)) for a, b in zip(feat["bounds"], nxt["bounds"],
+                                                                             strict=True)]
+                    dets.append(Detection(
+                        image=index[fr + step], track_id=tid, box=(box[0], box[1], box[2], box[3]),
+                        confidence=det.confidence, pairs=list(det.pairs),
+                        track_attributes=dict(det.track_attributes), extra={"keyframe": False},
+                        group_id=group_of.get((tid, fr + step))))
     if ctx.options.get("sizes", True):
         resolve_sizes(images, root, ctx.report)
     return build_dataset(images, dets, info, ctx.report)
