@@ -150,13 +150,22 @@ def test_video_tracks_frames_outside_and_skeletons() -> None:
     assert ds.categories.to_pylist()[3]["keypoints"] == ["1", "2", "3", "4"]
 
 
-def test_video_to_images_reports_tracks(tmp_path: Path) -> None:
+def test_video_round_trip_and_images_mode(tmp_path: Path) -> None:
     ds = read_dataset(VIDEO)
-    report = write_dataset(ds, tmp_path / "out", "cvat", images="none")
+    assert ds.annotations.to_pylist()[5]["geometry"][0][6:9] == [83.27, 106.61, 0.0]  # outside, where it was
+    report = write_dataset(ds, tmp_path / "video", "cvat", images="none")  # auto: one video with tracks
+    assert report.lossless, report.render()
+    back = read_dataset(tmp_path / "video")
+    _same(ds, back)
+    out = DET.parse(str(tmp_path / "video" / "annotations.xml")).getroot()
+    assert out.findtext("meta/task/mode") == "interpolation" and out.findtext("meta/source") == "t.mp4"
+    assert out.findtext("meta/task/frame_filter") == "step=3"
+    # Each track ends with an outside keyframe on the next frame, as CVAT expects.
+    assert [(b.get("frame"), b.get("outside")) for b in out.find("track")] == [("10", "0"), ("13", "1")]
+    report = write_dataset(ds, tmp_path / "images", "cvat", images="none", mode="images")
     assert report.counts["track-dropped"] == 6
     assert report.counts["image-metadata-dropped"] == 8  # video + frame of 4 frames
-    back = read_dataset(tmp_path / "out")
-    assert back.num_annotations == ds.num_annotations
+    assert read_dataset(tmp_path / "images").num_annotations == ds.num_annotations
 
 
 # ------------------------------------------------------------------------------------------- masks, precision
@@ -355,3 +364,34 @@ def test_writes_images_and_single_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out" / "images" / "reef").iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]
     write_dataset(ds, tmp_path / "one.xml", "cvat")
     _same(ds, read_dataset(tmp_path / "one.xml"))
+
+
+@st.composite
+def videos(draw: st.DrawFn) -> Dataset:
+    """Frames of one video (evenly spaced) with box tracks that may leave and come back."""
+    step, start, n = draw(st.integers(1, 3)), draw(st.integers(0, 20)), draw(st.integers(1, 6))
+    frames = [start + k * step for k in range(n)]
+    images = [{"id": f, "file_name": f"frame_{f:06d}.PNG", "width": 64, "height": 48, "video": "v.mp4",
+               "frame": f} for f in frames]
+    anns = []
+    for tid in range(draw(st.integers(1, 3))):
+        cat = draw(st.integers(1, 2))
+        for f in draw(st.lists(st.sampled_from(frames), min_size=1, unique=True).map(sorted)):
+            x, y = draw(st.integers(0, 40)) / 4, draw(st.integers(0, 30)) / 4
+            anns.append({"id": len(anns) + 1, "image_id": f, "category_id": cat, "kind": "box", "bbox_x": x,
+                         "bbox_y": y, "bbox_w": 8.5, "bbox_h": 4.25, "track_id": tid,
+                         "attributes": dumps_attrs({"occluded": draw(st.booleans()), "keyframe": True,
+                                                    "z_order": 0, "behaviour": draw(st.sampled_from(["swim",
+                                                                                                     "rest"]))})})
+    return Dataset.from_records(images, anns, [{"id": 1, "name": "cod"}, {"id": 2, "name": "eel"}])
+
+
+@given(ds=videos())
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_generated_video_round_trip(ds: Dataset, tmp_path_factory: pytest.TempPathFactory) -> None:
+    out = tmp_path_factory.mktemp("video") / "out"
+    report = write_dataset(ds, out, "cvat", images="none")
+    assert report.lossless, report.render()
+    back = read_dataset(out, "cvat")
+    assert back.images.to_pylist() == ds.images.to_pylist()
+    assert back.annotations.to_pylist() == ds.annotations.to_pylist()

@@ -1,4 +1,4 @@
-"""CVAT for images 1.1 XML (read and write) and CVAT for video 1.1 XML (read).
+"""CVAT for images 1.1 XML and CVAT for video 1.1 XML: read and write.
 
 Shapes: ``box`` (``rotation`` → ``rbox``), ``polygon``, ``polyline``, ``points`` (→ ``point``),
 ``ellipse``, ``mask`` (CVAT's crop RLE ↔ COCO RLE), ``skeleton`` (→ ``keypoints``), ``tag``
@@ -11,12 +11,18 @@ ids are CVAT's own unless the file repeats them (project exports: then dense ids
 ``source_id``). Video tracks: every frame becomes an image row (``video``, ``frame``), ``<track
 id>`` becomes ``annotations.track_id`` and shapes with ``outside="1"`` are skipped.
 
+The writer writes CVAT for video when the images are the frames of one video and annotations
+carry track ids (``mode=auto``, the default; ``mode=images`` or ``mode=video`` to choose): one
+``<track>`` per track id with an ``outside`` keyframe where the track leaves, skeletons as
+per-keypoint sub-tracks, ``<meta>`` with start/stop frame, frame filter, original size and source.
+
 Coordinates are read exactly as written (CVAT writes two decimals) and written at full precision
 (for rotated boxes, the shortest corner decimals that give the centre and size back exactly).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -27,7 +33,7 @@ import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DET
 
-from imagine.kernel import ConversionReport, Finding, InputError, image_size, progress, safe_join
+from imagine.kernel import ConversionReport, Finding, InputError, UsageError, image_size, progress, safe_join
 
 from ..geometry import envelope
 from ..model import Dataset, dumps_attrs, loads_attrs
@@ -515,15 +521,17 @@ def _read_tracks(tracks: list[ET.Element], b: _Builder, images: dict[str, list[A
 def _skeleton_frame(el: ET.Element, sub_tracks: list[ET.Element], frame: int) -> None:
     """Give a video skeleton shape the <points> children its per-keypoint sub-tracks hold at ``frame``.
 
-    A keypoint whose sub-track has no shape at that frame (or an ``outside`` one) is outside.
+    A keypoint whose sub-track has no shape at that frame (or an ``outside`` one) is outside, at the
+    position the skeleton's own ``points`` attribute gives it.
     """
-    for st in sub_tracks:
+    own = [p for p in (el.get("points") or "").split(";") if p.strip()]
+    for j, st in enumerate(sub_tracks):
         shape = next((p for p in st if p.tag == "points" and p.get("frame") == str(frame)), None)
         pt = ET.SubElement(el, "points")
         pt.set("label", st.get("label") or "")
         if shape is None:
             pt.set("outside", "1")
-            pt.set("points", "0,0")
+            pt.set("points", own[j] if j < len(own) else "0,0")
         else:
             for key in ("outside", "occluded", "points"):
                 if shape.get(key) is not None:
@@ -625,11 +633,26 @@ def _lost_image_columns(ds: Dataset, report: ConversionReport) -> None:
                         bad, len(bad))
 
 
+def _video_mode(ds: Dataset, mode: str) -> bool:
+    """CVAT for video when asked, or (``auto``) when the images are the frames of one video with tracks."""
+    if mode in ("images", "video"):
+        return mode == "video"
+    if mode != "auto":
+        raise UsageError(f"CVAT writer mode must be auto, images or video, not {mode!r}")
+    frames, videos = ds.images.column("frame"), ds.images.column("video")
+    return (ds.images.num_rows > 0 and frames.null_count == 0 and videos.null_count == 0
+            and len(set(videos.to_pylist())) == 1 and ds.annotations.column("track_id").null_count < ds.num_annotations)
+
+
 def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
-    """Write ``annotations.xml`` (CVAT for images 1.1) and, unless images="none", ``images/``."""
+    """Write ``annotations.xml`` (CVAT for images 1.1, or CVAT for video 1.1 for the frames of one video
+    with tracks; option ``mode=auto|images|video``) and, unless images="none", ``images/``."""
     report = ctx.report
     root = ET.Element("annotations")
     _sub(root, "version", "1.1")
+    if _video_mode(ds, str(ctx.options.get("mode", "auto"))):
+        _write_video(ds, out, ctx, root)
+        return
     _meta(ds, root, report)
     _lost_image_columns(ds, report)
     names = ds.category_names()
@@ -673,7 +696,7 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
 
 
 def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], kps: dict[int, Any],
-                 size: tuple[int | None, int | None], report: ConversionReport) -> None:
+                 size: tuple[int | None, int | None], report: ConversionReport, video: bool = False) -> None:
     aid, kind, g = a["id"], a["kind"], a["geometry"]
     label = names.get(a["category_id"], "") if a["category_id"] is not None else ""
     for col, code, msg in (("iscrowd", "crowd-flag-dropped", "CVAT has no crowd flag"),
@@ -681,7 +704,7 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
                            ("track_id", "track-dropped", "tracks are not written by the images writer"),
                            ("annotator", "annotator-dropped", "CVAT shapes carry no annotator"),
                            ("source_id", "source-id-dropped", "CVAT shapes carry no id")):
-        if a[col] is not None and a[col] is not False:
+        if a[col] is not None and a[col] is not False and not (video and col == "track_id"):
             report.add(code, msg, aid)
     attrs = loads_attrs(a["attributes"])
 
@@ -783,6 +806,124 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
         _set_attributes(el, rest, aid, report)
 
 
+def _write_video(ds: Dataset, out: Path, ctx: WriteContext, root: ET.Element) -> None:
+    """CVAT for video 1.1: one ``<track>`` per track id (untracked shapes become one-frame tracks),
+    ``outside`` keyframes where a track leaves, skeletons as per-keypoint sub-tracks."""
+    report = ctx.report
+    imgs = ds.images.to_pylist()
+    frame_of = {im["id"]: int(im["frame"]) for im in imgs}
+    frames = sorted(set(frame_of.values()))
+    step = 0
+    for a_, b_ in zip(frames, frames[1:], strict=False):
+        step = math.gcd(step, b_ - a_)
+    step = step or 1
+    if len(frames) != (frames[-1] - frames[0]) // step + 1:
+        report.add("video-frames-filled", "CVAT videos are evenly spaced frames; frames in the gaps are read "
+                   "back as images without annotations", count=(frames[-1] - frames[0]) // step + 1 - len(frames))
+    # meta: the task fields we keep, then what this video defines
+    cvat = dict(ds.info.get("cvat") or {})
+    fields = {k: v for k, v in (cvat.get("fields") or {}).items()
+              if k not in ("size", "mode", "start_frame", "stop_frame", "frame_filter", "original_size")}
+    fields.update(size=str(len(frames)), mode="interpolation", start_frame=str(frames[0]),
+                  stop_frame=str(frames[-1]), frame_filter=f"step={step}" if step > 1 else "")
+    video_name = str(imgs[0]["video"])
+    tmp = Dataset(ds.images, ds.annotations, ds.categories, {**ds.info, "cvat": {**cvat, "meta": "task",
+                                                                                 "fields": fields}})
+    _meta(tmp, root, report)
+    task = root.find("meta/task")
+    assert task is not None
+    osz = _sub(task, "original_size")
+    _sub(osz, "width", str(imgs[0]["width"] or ""))
+    _sub(osz, "height", str(imgs[0]["height"] or ""))
+    meta = root.find("meta")
+    assert meta is not None
+    _sub(meta, "source", video_name)
+    lost = [c for c in ("split", "checksum", "site", "datetime", "latitude", "longitude", "depth", "instrument",
+                        "annotator", "source_id", "attributes") if ds.images.column(c).null_count < len(imgs)]
+    for c in lost:
+        report.add("image-metadata-dropped", "CVAT video frames carry no per-frame metadata", c,
+                   count=len(imgs) - ds.images.column(c).null_count)
+    renamed = [im["file_name"] for im in imgs if Path(im["file_name"]).stem != f"frame_{int(im['frame']):06d}"]
+    if renamed:
+        report.add_many("image-name-dropped", "CVAT video frames are named frame_NNNNNN; other names are not kept",
+                        renamed, len(renamed))
+    names = ds.category_names()
+    kps = dict(zip(ds.categories.column("id").to_pylist(), ds.categories.column("keypoints").to_pylist(),
+                   strict=True))
+    rows = ds.annotations.to_pylist()
+    tracks: dict[int, list[dict[str, Any]]] = {}
+    used = {r["track_id"] for r in rows if r["track_id"] is not None}
+    nxt = max(used, default=-1) + 1
+    for r in rows:
+        if r["kind"] == "label":
+            report.add("tag-dropped", "whole-frame labels are not written to CVAT video tracks", r["id"])
+            continue
+        tid = r["track_id"]
+        if tid is None:
+            tid, nxt = nxt, nxt + 1
+        tracks.setdefault(tid, []).append(r)
+    for tid, shapes in tracks.items():
+        shapes.sort(key=lambda r: frame_of[r["image_id"]])
+        tr = _sub(root, "track")
+        tr.set("id", str(tid))
+        first = shapes[0]
+        tr.set("label", names.get(first["category_id"], "") if first["category_id"] is not None else "")
+        src = loads_attrs(first["attributes"]).get("source")
+        if src is not None:
+            tr.set("source", str(src))
+        if first["group_id"] is not None:
+            tr.set("group_id", str(first["group_id"]))
+        present = {frame_of[r["image_id"]] for r in shapes}
+        sub_tracks: dict[int, ET.Element] = {}
+        for r in shapes:
+            f = frame_of[r["image_id"]]
+            attrs = loads_attrs(r["attributes"])
+            if attrs.get("source") == src:
+                attrs.pop("source", None)
+            r = {**r, "attributes": dumps_attrs(attrs), "group_id": None}
+            scratch = ET.Element("scratch")
+            _write_shape(scratch, r, names, kps, (None, None), report, video=True)
+            for el in list(scratch):
+                el.attrib.pop("label", None)
+                el.set("frame", str(f))
+                el.set("outside", "0")
+                el.set("keyframe", el.get("keyframe", "1"))
+                if el.tag == "skeleton":
+                    pts = el.findall("points")
+                    el.set("points", ";".join(p.get("points") or "" for p in pts))
+                    for j, p in enumerate(pts):
+                        el.remove(p)
+                        st = sub_tracks.get(j)
+                        if st is None:
+                            st = sub_tracks[j] = ET.Element("track", {"id": str(j), "label": p.get("label") or ""})
+                            if src is not None:
+                                st.set("source", str(src))
+                        q = _sub(st, "points")
+                        q.set("frame", str(f))
+                        for key in ("outside", "occluded"):
+                            q.set(key, p.get(key) or "0")
+                        q.set("keyframe", "1")
+                        q.set("points", p.get("points") or "")
+                tr.append(el)
+                k = bisect.bisect_right(frames, f)
+                if k < len(frames) and frames[k] not in present:  # the track leaves: an outside keyframe
+                    gone = ET.Element(el.tag, dict(el.attrib))
+                    for child in el:
+                        gone.append(child)
+                    gone.set("frame", str(frames[k]))
+                    gone.set("outside", "1")
+                    gone.set("keyframe", "1")
+                    tr.append(gone)
+        for st in sub_tracks.values():
+            tr.append(st)
+    if ctx.images != "none":
+        for im in imgs:
+            name = f"frame_{int(im['frame']):06d}{Path(im['file_name']).suffix}"
+            ctx.put_image(im["file_name"], out / "images" / name)
+    ET.indent(root, space="  ")
+    ET.ElementTree(root).write(out / "annotations.xml", encoding="utf-8", xml_declaration=True)
+
+
 # ------------------------------------------------------------------------------------------- detect/check
 
 
@@ -854,5 +995,6 @@ def iter_shapes(root: ET.Element) -> Iterator[ET.Element]:
                 yield el
 
 
-register(Format("cvat", "CVAT for images 1.1 XML (read/write), CVAT for video 1.1 (read)", read, write, detect,
+register(Format("cvat", "CVAT for images / for video 1.1 XML (boxes incl. rotation, polygons, masks, skeletons, "
+                "tags, tracks)", read, write, detect,
                 file_name="annotations.xml", check=check))
