@@ -561,6 +561,7 @@ def test_detect_formats(tmp_path: Path) -> None:
     assert detect_format(SAMPLES / "viame_example.coco.json") != "dive"
     assert get_format("viame").detect(SAMPLES / "biigle_image_report.csv") == 0
     assert detect_format(FIXTURES / "dive_features") == "dive"
+    assert get_format("dive").detect(SAMPLES / "dive_viame_spec_cases.json") == 0  # a list, not a DIVE file
 
 
 def test_dive_check_reports_every_schema_error_with_pointer(tmp_path: Path) -> None:

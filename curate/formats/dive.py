@@ -619,6 +619,8 @@ def _detect_file(path: Path) -> int:
             head = fh.read(65536).decode("utf-8", "ignore")
     except OSError:
         return 0
+    if not head.lstrip("\ufeff \t\r\n").startswith("{"):
+        return 0
     dive_keys = '"features"' in head and '"confidencePairs"' in head  # version 1 files have no "tracks"
     if dive_keys or ('"tracks"' in head and ('"features"' in head or '"tracks": {}' in head)):
         return 95 if path.name.lower().endswith(".dive.json") else 90
