@@ -777,3 +777,12 @@ def test_dive_interpolation_expanded_on_request(tmp_path: Path) -> None:
     by_frame = {frames[i]: b for i, b in boxes.items()}
     assert by_frame == {0: (0, 0, 10, 10), 1: (2, 1, 12, 11), 2: (4, 2, 15, 12), 3: (6, 3, 18, 12), 4: (8, 4, 20, 13)}
     assert [loads_attrs(r["attributes"]).get("keyframe") for r in _rows(ds)] == [None, False, False, False, None]
+
+
+def test_dive_image_list_cannot_escape_the_root(tmp_path: Path) -> None:
+    (tmp_path / "a.dive.json").write_text(json.dumps({"tracks": {}}), "utf-8")
+    (tmp_path / "meta.json").write_text(json.dumps({"originalImageFiles": ["ok.png", "../../secret.png"]}), "utf-8")
+    with pytest.raises(InputError) as err:
+        read_dataset(tmp_path / "a.dive.json", "dive")
+    assert err.value.file == str(tmp_path / "meta.json") and err.value.place == "image list entry 1"
+    assert "outside the dataset root" in err.value.message

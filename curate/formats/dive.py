@@ -55,6 +55,7 @@ from imagine.schemas import validate
 from ..model import Dataset
 from . import Format, ReadContext, WriteContext, register
 from .viame import (
+    UNSAFE_NAME_RE,
     Detection,
     ImageRef,
     build_dataset,
@@ -275,7 +276,8 @@ def feature_detection(track: dict[str, Any], feat: dict[str, Any], image: int, t
     return d
 
 
-def _image_names(src: Path, ctx: ReadContext) -> tuple[list[str] | None, dict[str, Any]]:
+def _image_names(src: Path, ctx: ReadContext) -> tuple[list[str] | None, dict[str, Any], Path]:
+    """Image names in frame order (or None), DIVE's meta.json content, and the file the names came from."""
     opt = ctx.options.get("images")
     meta_path = src.parent / META_NAME
     meta: dict[str, Any] = {}
@@ -286,16 +288,16 @@ def _image_names(src: Path, ctx: ReadContext) -> tuple[list[str] | None, dict[st
     if opt is not None:
         if not isinstance(opt, list) or not all(isinstance(n, str) for n in opt):
             raise InputError("the images option must be a list of file names in frame order", file=src)
-        return list(opt), meta
+        return list(opt), meta, src
     if meta.get("type") == "video":
-        return None, meta
+        return None, meta, src
     files = meta.get("originalImageFiles")
     if isinstance(files, list) and files and all(isinstance(n, str) for n in files):
-        return list(files), meta
+        return list(files), meta, meta_path
     found = [p.name for p in src.parent.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if found:
-        return sorted(found, key=natural_key), meta
-    return None, meta
+        return sorted(found, key=natural_key), meta, src.parent
+    return None, meta, src
 
 
 def read(path: Path, ctx: ReadContext) -> Dataset:
@@ -304,7 +306,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     root = src.parent.resolve()
     doc = _normalise(_load_json(src))
     _Shape(src).document(doc)
-    names, meta = _image_names(src, ctx)
+    names, meta, names_src = _image_names(src, ctx)
     video = meta.get("name") if meta.get("type") == "video" and isinstance(meta.get("name"), str) else None
     info: dict[str, Any] = {"root": str(root)}
     if isinstance(meta.get("fps"), int | float):
@@ -337,7 +339,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     if names is not None:
         for fr, n in enumerate(names):
             if n:
-                safe_join(root, n, source=src, place=f"image list entry {fr}")
+                if UNSAFE_NAME_RE.search(n):  # lexically clean names cannot leave the root
+                    safe_join(root, n, source=names_src, place=f"image list entry {fr}")
                 index[fr] = len(images)
                 images.append(ImageRef(n, fr))
     missing = [fr for fr in frames_used if fr not in index]
