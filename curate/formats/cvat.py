@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -928,6 +927,7 @@ def _write_video(ds: Dataset, out: Path, ctx: WriteContext, root: ET.Element) ->
 
 
 def detect(path: Path) -> int:
+    """90 for an XML file (or a folder's annotations.xml) whose head has <annotations> and <version>."""
     p = path
     if path.is_dir():
         p = path / "annotations.xml"
@@ -985,14 +985,6 @@ def check(path: Path, max_findings: int = 200) -> list[Finding]:
         except InputError as exc:
             out.append(finding(exc))
     return out
-
-
-def iter_shapes(root: ET.Element) -> Iterator[ET.Element]:
-    """Every shape element of a parsed CVAT file (images and tracks), in document order."""
-    for parent in list(root.findall("image")) + list(root.findall("track")):
-        for el in parent:
-            if el.tag in SHAPE_TAGS:
-                yield el
 
 
 register(Format("cvat", "CVAT for images / for video 1.1 XML (boxes incl. rotation, polygons, masks, skeletons, "

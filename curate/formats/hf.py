@@ -378,6 +378,7 @@ def _reorder(ds: Dataset, side: dict[str, Any]) -> Dataset:
 
 
 def detect(path: Path) -> int:
+    """100 for an imagine HF export, 80 for a save_to_disk folder, lower for Hub-style Parquet."""
     if path.is_dir():
         if (path / "imagine.json").is_file():
             try:

@@ -732,6 +732,7 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
 
 
 def detect(path: Path) -> int:
+    """80 for a JSON list of tasks with ``data`` and annotations/predictions (or a folder's tasks.json)."""
     if path.is_dir():
         path = path / "tasks.json"
     if not path.is_file() or path.suffix.lower() != ".json":
