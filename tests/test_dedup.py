@@ -276,3 +276,23 @@ def test_cli_dedup_bad_threshold_and_missing_source(native_subset: Path, tmp_pat
     assert not (tmp_path / "o").exists()
     r = runner.invoke(main, ["dedup", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "nope" in r.output and "no such file" in r.output
+
+
+def test_embeddings_group_images_by_cosine(native_subset: Path, tmp_path: Path) -> None:
+    ds = read_dataset(native_subset)
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(len(ds), 32))
+    emb[5] = emb[9] * 3 + rng.normal(scale=0.01, size=32)  # same direction: cosine ~ 1
+    res = dedup(ds, near=False, embeddings=emb, cosine=0.99, annotation_iou=None)
+    assert res.group[5] == res.group[9] >= 0
+    assert int((res.group >= 0).sum()) == 2
+    with pytest.raises(UsageError, match="one row per image"):
+        dedup(ds, near=False, embeddings=emb[:3])
+    np.save(tmp_path / "emb.npy", emb)
+    r = CliRunner().invoke(main, ["-q", "dedup", str(native_subset), "--no-near", "--embeddings",
+                                  str(tmp_path / "emb.npy"), "--cosine", "0.99", "--json"])
+    assert r.exit_code == 1, r.output
+    assert json.loads(r.stdout)["summary"]["groups"] == 1
+    r = CliRunner().invoke(main, ["dedup", str(native_subset), "--embeddings", str(tmp_path / "emb.npy"),
+                                  "--cosine", "1.5"])
+    assert r.exit_code == 2 and "--cosine" in r.output

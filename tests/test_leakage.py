@@ -20,7 +20,7 @@ from imagine.curate.model import Dataset
 from imagine.curate.split import split
 from imagine.kernel import UsageError
 from imagine.schemas import validate
-from tests.fixtures.cleaning.data import AQUARIUM, aquarium, fishcam
+from tests.fixtures.cleaning.data import AQUARIUM, FISHCAM, aquarium, fishcam
 
 SOURCE = r"^(?:.*/)?(IMG_\d+)"
 
@@ -124,3 +124,35 @@ def test_cli_leakage(tmp_path: Path, aqua: Dataset) -> None:
     assert r.exit_code == 2 and "'depth'" in r.output
     r = runner.invoke(main, ["leakage", str(src), "--max-distance", "-1"])
     assert r.exit_code == 2
+
+
+def test_cli_on_fishcam_folder_split_by_video_then_checked(tmp_path: Path) -> None:
+    """The real FishCam folder (image folder + test-sample.csv), split by video, checked for leakage."""
+    from imagine.curate.formats import formats
+
+    if "imagefolder" not in formats():
+        pytest.skip("the imagefolder format is not available")
+    src = str(FISHCAM)
+    runner = CliRunner()
+    out = tmp_path / "by-video"
+    r = runner.invoke(main, ["-q", "split", src, str(out), "--from", "imagefolder", "--group-by", "video",
+                             "--ratios", "0.8,0.2", "--seed", "11", "--images", "link", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["groups_crossing_splits"] == 0
+    r = runner.invoke(main, ["-q", "leakage", str(out), "--no-duplicates", "--json"])
+    rep = json.loads(r.stdout)
+    by = {c["check"]: c for c in rep["checks"]}
+    assert by["video"]["groups"] == len({row["video"] for row in fishcam().images.to_pylist()})
+    assert by["video"]["crossing_groups"] == 0
+    # whole videos per split still put several videos of one day on both sides: reported, exit code 1
+    assert by["day"]["crossing_groups"] > 0 and r.exit_code == 1
+    r = runner.invoke(main, ["-q", "leakage", str(out), "--no-duplicates", "--column", "video"])
+    assert r.exit_code == 0, r.output
+    # the same images split frame by frame leak videos, and the check says so with exit code 1
+    frames = tmp_path / "by-frame"
+    r = runner.invoke(main, ["-q", "split", src, str(frames), "--from", "imagefolder", "--ratios", "0.8,0.2",
+                             "--images", "none"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["-q", "leakage", str(frames), "--no-duplicates", "--column", "video", "--json"])
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["checks"][0]["crossing_groups"] > 0
