@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imagine.kernel import InputError
+
 __all__ = ["ResNet", "MobileNet", "CenterNet", "build_classifier", "build_detector", "nms", "box_iou",
            "load_weights", "ARCHS"]
 
@@ -253,17 +255,25 @@ def load_weights(model: nn.Module, path: str, *, strict: bool = False) -> dict[s
     Layers whose shapes differ (typically the classification head of another dataset) are
     skipped, so a backbone trained elsewhere initialises this one; returns what was loaded/skipped.
     """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError("weights file not found", file=path) from None
+    except Exception as exc:  # torch raises pickle, zip and runtime errors for foreign files
+        raise InputError(f"not a PyTorch weights file this can load: {exc}", file=path) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict):
-        raise ValueError("the weights file holds no state dict")
+        raise InputError("the weights file holds no state dict", file=path)
     own = model.state_dict()
     take = {k: v for k, v in obj.items() if k in own and hasattr(v, "shape") and v.shape == own[k].shape}
     skipped = sorted(set(obj) - set(take))
     if strict and (skipped or len(take) != len(own)):
-        raise ValueError(f"weights do not match the model: {len(skipped)} tensor(s) skipped")
+        raise InputError(f"weights do not match the model: {len(skipped)} tensor(s) skipped", file=path)
+    if not take:
+        raise InputError("no tensor of the weights file matches this model (another architecture or width?)",
+                         file=path)
     model.load_state_dict(take, strict=False)
     return {"loaded": len(take), "skipped": skipped[:20], "missing": len(own) - len(take)}

@@ -12,6 +12,7 @@ from tests.fixtures.models.helpers import AQUARIUM, aquarium_dataset
 
 torch = pytest.importorskip("torch")
 
+from imagine.kernel import InputError  # noqa: E402
 from imagine.models.data import (  # noqa: E402
     Augment,
     augment_batch,
@@ -79,8 +80,13 @@ def test_local_weights_initialise_matching_layers(tmp_path: Path) -> None:
     info = load_weights(dst, str(tmp_path / "w.pt"))
     assert info["skipped"] == ["head.bias", "head.weight"]     # another dataset's head
     assert torch.equal(dst.state_dict()["backbone.stem.0.0.weight"], src.state_dict()["backbone.stem.0.0.weight"])
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="do not match"):
         load_weights(dst, str(tmp_path / "w.pt"), strict=True)
+    (tmp_path / "junk.pt").write_text("not weights")
+    with pytest.raises(InputError, match="junk.pt"):
+        load_weights(dst, str(tmp_path / "junk.pt"))
+    with pytest.raises(InputError, match="no tensor"):
+        load_weights(build_classifier("mobilenet", 7, width=8), str(tmp_path / "w.pt"))
 
 
 def test_letterbox_keeps_boxes_on_the_objects() -> None:
