@@ -129,6 +129,15 @@ def test_project_export_with_repeated_frame_ids() -> None:
     assert ds.info["cvat"]["meta"] == "project"
 
 
+def test_images_without_ids_get_unique_ones(tmp_path: Path) -> None:
+    src = tmp_path / "a.xml"
+    src.write_text("<annotations><version>1.1</version><image name='a.jpg'/><image id='0' name='b.jpg'/>"
+                   "</annotations>")
+    ds = read_dataset(src)
+    assert ds.images.column("id").to_pylist() == [0, 1]
+    assert ds.images.column("source_id").to_pylist() == [None, "0"]
+
+
 def test_video_tracks_frames_outside_and_skeletons() -> None:
     ds = read_dataset(VIDEO)
     img = ds.images.to_pylist()

@@ -111,9 +111,12 @@ def test_explicit_metadata_option_and_bad_csv(tmp_path: Path) -> None:
     _fishcam_subset(src, {".": {"nase": 2}})
     meta = tmp_path / "meta.csv"
     name = sorted((src / "nase").iterdir())[0].name
-    meta.write_text(f"file_name,frame,station\nnase/{name},17,Ammersee\n")
+    meta.write_text(f"file_name,frame,station,id\nnase/{name},17,Ammersee,NS-17\n")
     ds = read_dataset(src, "imagefolder", metadata=str(meta))
     assert ds.images.to_pylist()[0]["frame"] == 17 and ds.images.to_pylist()[0]["site"] == "Ammersee"
+    # A non-integer "id" column is an ordinary metadata column, not the image id.
+    assert ds.images.column("id").to_pylist() == [0, 1]
+    assert loads_attrs(ds.images.to_pylist()[0]["attributes"]) == {"id": "NS-17"}
     assert read_dataset(src, "imagefolder", metadata=None).images.column("frame").to_pylist() == [None, None]
     meta.write_text(f"file_name,latitude\nnase/{name},north\n")
     with pytest.raises(InputError) as err:

@@ -396,7 +396,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     sizes: dict[int, tuple[int | None, int | None]] = {}
     image_elems = root.findall("image")
     raw_ids = [im.get("id") for im in image_elems]
-    repeated = len(set(raw_ids)) != len(raw_ids)  # CVAT project exports repeat frame ids per task
+    # CVAT project exports repeat frame ids per task; hand-made files may leave some out
+    repeated = len(set(raw_ids)) != len(raw_ids) or (None in raw_ids and len(raw_ids) > 1)
     images["source_id"] = []
     for n, im in enumerate(progress(image_elems, desc="cvat images", unit="img"), 1):
         place = f"/annotations/image[{n}]"

@@ -114,8 +114,9 @@ def _join_metadata(csv_path: Path, images: dict[str, list[Any]], report: Convers
             targets.append(t)
         else:
             targets.append(None)
-    has_id = "id" in header and header.index("id") != pc
-    id_col = header.index("id") if has_id else -1
+    id_col = header.index("id") if "id" in header and header.index("id") != pc else -1
+    if id_col >= 0 and not all(len(r) > id_col and r[id_col].lstrip("-").isdigit() for r in rows if r):
+        id_col = -1  # not integer image ids (as this writer writes): an ordinary metadata column
     unmatched = 0
     attrs: dict[int, dict[str, Any]] = {}
     for ln, row in enumerate(rows, 2):
