@@ -140,6 +140,7 @@ class ConversionReport:
     messages: dict[str, str] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_examples: int = 5
 
     def add(self, code: str, message: str, example: object = None, count: int = 1) -> None:
@@ -164,6 +165,13 @@ class ConversionReport:
                 break
             ex.append(str(e))
 
+    def note(self, code: str, message: str, example: object = None) -> None:
+        """Record something worth knowing that is not a loss (e.g. a split folder found by convention)."""
+        n = self.notes.setdefault(code, {"count": 0, "message": message, "examples": []})
+        n["count"] += 1
+        if example is not None and len(n["examples"]) < self.max_examples:
+            n["examples"].append(str(example))
+
     @property
     def lossless(self) -> bool:
         return not self.counts
@@ -182,14 +190,16 @@ class ConversionReport:
                 }
                 for code, n in sorted(self.counts.items())
             ],
+            "notes": [{"code": c, **v} for c, v in sorted(self.notes.items())],
             "stats": self.stats,
         }
 
     def render(self) -> str:
         head = f"conversion {self.source_format or '?'} -> {self.target_format or '?'}: "
+        notes = [f"  note {c}: {v['count']} — {v['message']}" for c, v in sorted(self.notes.items())]
         if self.lossless:
-            return head + "lossless"
-        lines = [head + f"{sum(self.counts.values())} item(s) not carried or changed"]
+            return "\n".join([head + "lossless", *notes])
+        lines = [head + f"{sum(self.counts.values())} item(s) not carried or changed", *notes]
         for code, n in sorted(self.counts.items()):
             ex = self.examples.get(code)
             tail = f" (e.g. {', '.join(ex)})" if ex else ""
