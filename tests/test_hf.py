@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from imagine.curate.cli import main
-from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
+from imagine.curate.formats import convert, detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset
 from imagine.kernel import InputError
 from tests.strategies import datasets as gen_datasets
@@ -69,6 +69,8 @@ def test_round_trips_and_save_to_disk(fish: Path, tmp_path: Path) -> None:
     ds = read_dataset(fish, "imagefolder")
     write_dataset(ds, tmp_path / "hf", "hf")
     assert detect_format(tmp_path / "hf") == "hf"
+    hf_check = get_format("hf").check
+    assert hf_check is not None and hf_check(tmp_path / "hf") == []
     back = read_dataset(tmp_path / "hf")
     _same(ds, back)
     # Embedded bytes are extracted so that writers can copy the images again.
@@ -162,6 +164,9 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         convert(src, tmp_path / "out", "native", "hf")
     assert err.value.file is not None and err.value.file.endswith("train-00000-of-00001.parquet")
+    check = get_format("hf").check
+    assert check is not None
+    assert [(f.code, Path(f.file or "").name) for f in check(src)] == [("unreadable", "train-00000-of-00001.parquet")]
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "out"), "--to", "native", "--from", "hf"])
     assert result.exit_code == 2 and "train-00000-of-00001.parquet" in result.output

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imagine.curate.cli import main
-from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
+from imagine.curate.formats import convert, detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset, dumps_attrs, loads_attrs
 from imagine.kernel import ConversionReport, InputError
 
@@ -215,6 +215,12 @@ def test_bad_input(tmp_path: Path) -> None:
     src = tmp_path / "in"
     (src / "cod").mkdir(parents=True)
     (src / "cod" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (src / "cod" / "notes.txt").write_text("seen at dusk")
+    (src / "eel").mkdir()
+    check = get_format("imagefolder").check
+    assert check is not None and check(FISHCAM) == []
+    found = {(f.code, Path(f.file or "").name) for f in check(src)}
+    assert found == {("empty-class", "eel"), ("not-an-image", "notes.txt"), ("unreadable", "broken.png")}
     with pytest.raises(InputError) as err:
         convert(src, tmp_path / "out", "native", "imagefolder")
     assert err.value.file is not None and err.value.file.endswith("broken.png")

@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagine.kernel import InputError, image_size, progress, require, safe_join
+from imagine.kernel import Finding, InputError, image_size, progress, require, safe_join
 
 from ..geometry import envelope
 from ..model import IMAGES_SCHEMA, Dataset, dumps_attrs
@@ -394,5 +394,28 @@ def detect(path: Path) -> int:
                                                                              "categories") else 0
 
 
+def check(path: Path) -> list[Finding]:
+    """Structural check of Parquet exports without reading rows: every shard readable, with an image column."""
+    if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+        return []  # datasets' own folder: load_from_disk checks it when read
+    try:
+        files = _parquet_files(path)
+    except InputError as exc:
+        return [Finding("unreadable", exc.message, file=exc.file, place=exc.place)]
+    if not files:
+        return [Finding("no-data", "no Parquet files found", file=str(path))]
+    out: list[Finding] = []
+    for _, p in files:
+        try:
+            schema = pq.read_schema(p)
+        except (pa.ArrowException, OSError) as exc:
+            out.append(Finding("unreadable", f"unreadable Parquet file: {exc}", file=str(p)))
+            continue
+        if not {"image", "img"} & set(schema.names):
+            out.append(Finding("no-image-column", "no image column; images cannot be recovered", "warning",
+                               file=str(p)))
+    return out
+
+
 register(Format("hf", "Hugging Face datasets: Parquet shards with Image/ClassLabel features (r/w), "
-                "save_to_disk folders and Hub-style Parquet (read)", read, write, detect))
+                "save_to_disk folders and Hub-style Parquet (read)", read, write, detect, check=check))

@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import ConversionReport, InputError, atomic_write, image_size, progress
+from imagine.kernel import ConversionReport, Finding, InputError, atomic_write, image_size, progress
 
 from ..geometry import envelope
 from ..model import Dataset, dumps_attrs, loads_attrs
@@ -348,5 +348,29 @@ def detect(path: Path) -> int:
     return 30 if with_images else 0
 
 
+def check(path: Path) -> list[Finding]:
+    """Structural check: files in class folders that are not images, empty class folders, and whatever
+    stops the reader (unreadable image, bad metadata CSV), each with its file."""
+    if not path.is_dir():
+        return [Finding("not-a-folder", "an image-folder dataset is a folder of class folders", file=str(path))]
+    out: list[Finding] = []
+    bases = _dirs(path) if _split_layout(path) else [path]
+    for b in bases:
+        for d in _dirs(b):
+            files = [p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            if not files:
+                out.append(Finding("empty-class", f"class folder {d.name!r} holds no images", "warning",
+                                   file=str(d)))
+            for p in files:
+                if not _is_image(p):
+                    out.append(Finding("not-an-image", "file in a class folder is not an image; it is ignored",
+                                       "warning", file=str(p)))
+    try:
+        read(path, ReadContext(ConversionReport()))
+    except InputError as exc:
+        out.append(Finding("unreadable", exc.message, file=exc.file, place=exc.place))
+    return out
+
+
 register(Format("imagefolder", "classification: one folder per class ([split/]class/image) + metadata.csv",
-                read, write, detect))
+                read, write, detect, check=check))
