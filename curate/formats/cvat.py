@@ -686,6 +686,9 @@ def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
                 report.add("attributes-dropped", "image attributes CVAT cannot hold were dropped",
                            f"{im['file_name']}: {k}")
             else:
+                if not isinstance(v, str):
+                    report.add("attribute-to-text", "non-text attribute values are written as text",
+                               f"{im['file_name']}: {k}")
                 el.set(k, v if isinstance(v, str) else str(v))
         for a in order[starts[r]:ends[r]]:
             _write_shape(el, {c: v[a] for c, v in cols.items()}, names, kps, (w, h), report)
@@ -707,6 +710,11 @@ def _write_shape(parent: ET.Element, a: dict[str, Any], names: dict[int, str], k
         if a[col] is not None and a[col] is not False and not (video and col == "track_id"):
             report.add(code, msg, aid)
     attrs = loads_attrs(a["attributes"])
+    nested = attrs.get("attributes")
+    if isinstance(nested, dict):  # COCO/Datumaro keep tool attributes in a nested "attributes" object
+        del attrs["attributes"]
+        for k, v in nested.items():
+            attrs.setdefault(k, v)
 
     def shape(tag: str) -> ET.Element:
         el = _sub(parent, tag)
