@@ -404,3 +404,14 @@ def test_generated_video_round_trip(ds: Dataset, tmp_path_factory: pytest.TempPa
     back = read_dataset(out, "cvat")
     assert back.images.to_pylist() == ds.images.to_pylist()
     assert back.annotations.to_pylist() == ds.annotations.to_pylist()
+
+
+def test_from_real_coco_attributes_become_cvat_attributes(tmp_path: Path) -> None:
+    """Datumaro's COCO keeps tool attributes in a nested "attributes" object: they become CVAT attributes."""
+    ds = read_dataset(FIX / "samples" / "coco_instances_val.json", "coco")
+    report = write_dataset(ds, tmp_path / "out", "cvat", images="none")
+    back = read_dataset(tmp_path / "out")
+    assert loads_attrs(back.annotations.column("attributes")[0].as_py()) == {"x": "1", "y": "hello"}
+    assert "attribute-to-text" in report.counts and "crowd-flag-dropped" in report.counts
+    assert back.annotations.column("kind").to_pylist() == ds.annotations.column("kind").to_pylist()
+    assert back.category_names() == {1: "a", 2: "b", 3: "c"} and report.counts["category-id-dropped"] == 3
