@@ -22,7 +22,6 @@ import hashlib
 import http.client
 import json
 import logging
-import mmap
 import os
 import queue
 import random
@@ -180,10 +179,11 @@ class FileChangedError(InputError):
 
 
 class _HashingReader:
-    """A file body for ``requests`` that streams 1 MiB blocks and computes MD5 on the fly.
+    """A file body for ``requests`` that streams from disk and computes MD5 on the fly (``hashing``).
 
-    A helper thread reads and hashes ahead (a few blocks, bounded memory) while the caller sends
-    the previous block, so hashing overlaps the network (hashlib and socket sends release the GIL).
+    Through requests (HTTPS), a helper thread reads and hashes 4 MiB blocks ahead (bounded queue)
+    while the caller sends the previous one; over plain HTTP, :class:`_SendfileAdapter` sends with
+    the kernel's ``sendfile`` while the helper thread hashes. Memory stays bounded either way.
     """
 
     DEPTH = 4
@@ -242,26 +242,28 @@ class _HashingReader:
         self.sent += len(item)
         return item
 
-    def _hash_mapped(self) -> None:
-        """MD5 over a read-only memory map of the file (no copy), alongside a kernel ``sendfile``."""
+    def _hash_file(self) -> None:
+        """MD5 of the file read through one reused buffer (bounded memory), alongside a kernel ``sendfile``."""
+        buf = bytearray(self.BLOCK)
+        view = memoryview(buf)
         try:
-            if self.size:
-                with open(self.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    view = memoryview(mm)
-                    try:
-                        for i in range(0, min(self.size, len(mm)), self.BLOCK):
-                            if self._stop.is_set():
-                                return
-                            self.md5.update(view[i:min(i + self.BLOCK, self.size)])
-                    finally:
-                        view.release()
-        except (OSError, ValueError) as exc:  # e.g. truncated under us: the digest will not match
+            with open(self.path, "rb", buffering=0) as fh:
+                left = self.size
+                while left > 0 and not self._stop.is_set():
+                    n = fh.readinto(view[:min(self.BLOCK, left)])
+                    if not n:
+                        break
+                    self.md5.update(view[:n])
+                    left -= n
+        except OSError as exc:  # e.g. removed under us: the digest will not match
             self.md5.update(repr(exc).encode())
+        finally:
+            view.release()
 
     def sendfile(self, sock: socket.socket) -> None:
         """Send the whole file with the kernel's ``sendfile`` while a helper thread hashes it."""
         if self.hashing:
-            self._start(self._hash_mapped)
+            self._start(self._hash_file)
         with open(self.path, "rb") as fh:
             self.sent = sock.sendfile(fh, 0, self.size)
         if self.sent < self.size:
@@ -522,10 +524,19 @@ class ZenodoClient:
     def get_deposition(self, dep_id: int) -> dict[str, Any]:
         return self.json("GET", f"/deposit/depositions/{dep_id}")
 
-    def find_by_key(self, key: str) -> dict[str, Any] | None:
-        """The deposition whose metadata carries our idempotency key, read afresh (None if none)."""
-        hits = [d for d in self.list_depositions(f'"{key}"') if key_of(d.get("metadata") or {}) == key]
-        if not hits:
+    def find_by_key(self, key: str, *, patience: int = 0) -> dict[str, Any] | None:
+        """The deposition whose metadata carries our idempotency key, read afresh (None if none).
+
+        The listing is search-backed on Zenodo and may lag behind a create by a moment, so
+        ``patience`` extra looks (1 s, 2 s, ...) are taken before concluding it does not exist.
+        """
+        for attempt in range(patience + 1):
+            hits = [d for d in self.list_depositions(f'"{KEY_PREFIX}{key}"') if key_of(d.get("metadata") or {}) == key]
+            if hits:
+                break
+            if attempt < patience:
+                self.sleep(1.0 + attempt)
+        else:
             return None
         drafts = [d for d in hits if d.get("state") != "done"]
         return self.get_deposition(int((drafts or hits)[0]["id"]))
@@ -533,7 +544,7 @@ class ZenodoClient:
     def create_deposition(self, metadata: dict[str, Any], key: str) -> dict[str, Any]:
         """POST a new draft; on an ambiguous failure, look for the key before trying again."""
         return self.json("POST", "/deposit/depositions", json_body={"metadata": metadata}, expect=(201,),
-                         idempotent=False, reconcile=lambda: self.find_by_key(key),
+                         idempotent=False, reconcile=lambda: self.find_by_key(key, patience=2),
                          note="create draft")
 
     def update_metadata(self, dep_id: int, metadata: dict[str, Any]) -> dict[str, Any]:
