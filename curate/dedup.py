@@ -323,36 +323,53 @@ def cosine_pairs(embeddings: np.ndarray, threshold: float, *, block: int = 2048
 # ------------------------------------------------------------------------------------ boxes
 
 
-def overlap_pairs(group: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def overlap_pairs(group: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, *,
+                  chunk: int = 4_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of boxes of the same ``group`` whose interiors intersect, with the intersection areas.
 
-    A sweep along x inside each group (sorted by group, then left edge): box p is compared with the
-    following boxes only while they start before p ends, so clustered boxes cost what they overlap.
+    A sweep along x inside each group: sorted by (group, left edge), box p is a candidate with the
+    boxes that follow it until one starts at or after its right edge; one ``searchsorted`` gives
+    that reach for every box, so candidates (what overlaps in x) are generated at once, in chunks of
+    about ``chunk`` pairs, and checked exactly.
     """
     n = len(group)
+    e = np.zeros(0, dtype=np.int64)
     if n < 2:
-        e = np.zeros(0, dtype=np.int64)
         return e, e, np.zeros(0)
-    order = np.lexsort((x1, group))
-    g, sx1, sy1, sx2, sy2 = group[order], x1[order], y1[order], x2[order], y2[order]
-    active = np.arange(n - 1)
+    g = np.asarray(group, dtype=np.int64)
+    g = g - g.min()
+    lo = float(min(x1.min(), x2.min()))
+    span = float(max(x1.max(), x2.max())) - lo + 1.0
+    key = g * span + (x1 - lo)
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    end_key = (g * span + (x2 - lo))[order]
+    # a few ulps of slack keep the candidates a superset despite rounding; the exact check below decides
+    tol = 8 * float(np.spacing(max(abs(float(skey[-1])), abs(float(end_key.max())), 1.0)))
+    reach = np.searchsorted(skey, end_key + tol, side="right") - np.arange(n) - 1
+    reach = np.maximum(reach, 0)
+    sx1, sy1, sx2, sy2 = x1[order], y1[order], x2[order], y2[order]
+    cum = np.cumsum(reach)
     ps, qs, inter = [], [], []
-    d = 1
-    while len(active):
-        q = active + d
-        cont = (g[q] == g[active]) & (sx1[q] < sx2[active])
-        active, q = active[cont], q[cont]
-        iw = np.minimum(sx2[active], sx2[q]) - sx1[q]
-        ih = np.minimum(sy2[active], sy2[q]) - np.maximum(sy1[active], sy1[q])
-        hit = (iw > 0) & (ih > 0)
-        ps.append(order[active[hit]])
-        qs.append(order[q[hit]])
-        inter.append(iw[hit] * ih[hit])
-        d += 1
-        active = active[active + d < n]
+    start = 0
+    while start < n:
+        base = int(cum[start - 1]) if start else 0
+        stop = int(np.searchsorted(cum, base + chunk, side="right"))
+        stop = max(stop, start + 1)
+        r = reach[start:stop]
+        total = int(r.sum())
+        if total:
+            p = np.repeat(np.arange(start, stop), r)
+            first = np.cumsum(r) - r
+            q = p + 1 + (np.arange(total) - np.repeat(first, r))
+            iw = np.minimum(sx2[p], sx2[q]) - np.maximum(sx1[p], sx1[q])
+            ih = np.minimum(sy2[p], sy2[q]) - np.maximum(sy1[p], sy1[q])
+            hit = (iw > 0) & (ih > 0) & (g[order[p]] == g[order[q]])
+            ps.append(order[p[hit]])
+            qs.append(order[q[hit]])
+            inter.append(iw[hit] * ih[hit])
+        start = stop
     if not ps:
-        e = np.zeros(0, dtype=np.int64)
         return e, e, np.zeros(0)
     return np.concatenate(ps), np.concatenate(qs), np.concatenate(inter)
 

@@ -25,6 +25,7 @@ from imagine.curate.dedup import (
     hash_file,
     image_hashes,
     near_pairs,
+    overlap_pairs,
 )
 from imagine.curate.formats import read_dataset, write_dataset
 from imagine.curate.model import Dataset
@@ -296,3 +297,24 @@ def test_embeddings_group_images_by_cosine(native_subset: Path, tmp_path: Path) 
     r = CliRunner().invoke(main, ["dedup", str(native_subset), "--embeddings", str(tmp_path / "emb.npy"),
                                   "--cosine", "1.5"])
     assert r.exit_code == 2 and "--cosine" in r.output
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_overlap_pairs_match_brute_force(seed: int) -> None:
+    """The sweep finds exactly the intersecting pairs of each group, touching edges and rounding included."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    g = rng.integers(0, 4, n)
+    x1 = rng.uniform(0, 100, n).round(seed % 3)
+    y1 = rng.uniform(0, 100, n).round(1)
+    x2 = x1 + rng.uniform(0, 30, n).round(1)
+    y2 = y1 + rng.uniform(0, 30, n).round(1)
+    p, q, inter = overlap_pairs(g, x1, y1, x2, y2, chunk=int(rng.integers(1, 500)))
+    got = {(min(a, b), max(a, b)): v for a, b, v in zip(p.tolist(), q.tolist(), inter.tolist(), strict=True)}
+    assert len(got) == len(p)
+    iw = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
+    ih = np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :])
+    ok = np.triu((iw > 0) & (ih > 0) & (g[:, None] == g[None, :]), 1)
+    i, j = np.nonzero(ok)
+    assert set(got) == set(zip(i.tolist(), j.tolist(), strict=True))
+    assert np.allclose([got[k] for k in zip(i.tolist(), j.tolist(), strict=True)], (iw * ih)[i, j])
