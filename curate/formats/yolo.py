@@ -533,6 +533,9 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     if n_unsplit:
         report.add("split-set-to-train", "images without a split listed under train", count=n_unsplit)
     img_paths, label_paths = _paths(file_names, splits)
+    moved = [fn for fn, ip in zip(file_names, img_paths, strict=True) if fn != ip]
+    report.add_many("file-name-prefixed", "images placed under images/<split>/ (Ultralytics layout); their "
+                    "file names are read back with that prefix", moved[:5], len(moved))
     contents = join_groups(lines_arr, img_row, n_img, drop, "\n", "\n")
     make_dirs(out, label_paths)
     write_files(out, label_paths, contents, workers=int(ctx.options.get("workers", 2)))
