@@ -6,10 +6,10 @@ Regions: ``rectangle[labels]`` (``rotation`` in degrees about the *top-left* cor
 ``choices`` without a region (→ ``label``, one per choice). Coordinates are percentages of
 ``original_width``/``original_height``: ``x_px = x% * W / 100`` in float64, and back with the
 float nearest ``x_px * 100 / W`` that converts to ``x_px`` exactly, so unrotated geometry round
-trips bit for bit (where no float64 percentage gives the pixel value back, it is one ulp off and
-reported as ``percent-float-noise``). Rotated rectangles go through sin/cos (~1e-12); LS's own
-numbers are kept with the region and written back unchanged while the box is unchanged, so an
-LS → LS round trip is exact.
+trips bit for bit (where no float64 percentage gives the pixel value back — ~0.5 % of 2-decimal
+values — it reads back one ulp off: a property of LS's percentages, not reported). Rotated
+rectangles go through sin/cos (~1e-12); LS's own numbers are kept with the region and written back
+unchanged while the box is unchanged, so an LS → LS round trip is exact.
 
 Every ``annotations[]`` entry is one annotator (``completed_by`` → ``annotations.annotator``),
 ``predictions[]`` entries are predictions (region or prediction ``score`` → ``score``); their
@@ -623,13 +623,7 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
     """The LS result items of one annotation row."""
     kind, g, aid = a["kind"], a["geometry"], a["id"]
     name = names.get(a["category_id"]) if a["category_id"] is not None else None
-    inexact: list[float] = []
-
-    def pct(px: float, size: float) -> float:
-        p = px_to_pct(px, size)
-        if pct_to_px(p, size) != px:
-            inexact.append(px)
-        return p
+    pct = px_to_pct
 
     base_item: dict[str, Any] = {"id": _region_id(a)}
     rest = {k: v for k, v in ls.items() if k not in ("annotation", "prediction", "was_cancelled", "ground_truth",
@@ -699,9 +693,6 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
             if a["score"] is not None:
                 it["score"] = a["score"]
             items.append(it)
-        if inexact:
-            report.add("percent-float-noise", "no float64 percentage gives this pixel value back exactly; it "
-                       "reads back one ulp off", aid)
         return items
     elif kind in ("ellipse", "circle"):
         if kind == "circle":
@@ -713,9 +704,6 @@ def _items(a: dict[str, Any], ls: dict[str, Any], names: dict[int, str], W: int 
         value = {"x": pct(cx, W), "y": pct(cy, H), "radiusX": pct(rx, W),
                  "radiusY": pct(ry, H), "rotation": rot}
         t = t if t in ("ellipse", "ellipselabels") else "ellipselabels"
-    if inexact and kind != "rbox":  # a rotated box goes through sin/cos anyway (documented, ~1e-12)
-        report.add("percent-float-noise", "no float64 percentage gives this pixel value back exactly; it reads "
-                   "back one ulp off", aid)
     value.update(ls.get("value") or {})
     if t and t.endswith("labels"):
         value[t] = list(ls.get("labels") or ([name] if name is not None else []))
