@@ -184,3 +184,25 @@ def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_dataset(tmp_path / "evil", "hf")
     assert "outside" in err.value.message and err.value.place == "train row 0"
+
+
+def test_hub_style_string_categories_and_per_image_ids(tmp_path: Path) -> None:
+    """Objects whose categories are plain strings and whose ids restart per image (common on the Hub)."""
+    img = tmp_path / "p.png"
+    Image.new("RGB", (20, 10)).save(img)
+    hub = datasets.Dataset.from_dict({
+        "image": [str(img), str(img), str(img)],
+        "objects": [[{"id": 0, "bbox": [1.0, 1.0, 2.0, 2.0], "category": "copepod"},
+                     {"id": 1, "bbox": [3.0, 3.0, 2.0, 2.0], "category": "diatom"}],
+                    [{"id": 0, "bbox": [5.0, 5.0, 1.0, 1.0], "category": "copepod"}], []],
+        "label": [-1, -1, -1]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64"),
+                                    "objects": [{"id": datasets.Value("int64"),
+                                                 "bbox": datasets.Sequence(datasets.Value("float64")),
+                                                 "category": datasets.Value("string")}]}))
+    hub.to_parquet(str(tmp_path / "train-0.parquet"))
+    ds = read_dataset(tmp_path / "train-0.parquet", "hf")
+    assert ds.category_names() == {0: "copepod", 1: "diatom"}
+    rows = ds.annotations.to_pylist()
+    assert [(r["id"], r["source_id"], r["category_id"]) for r in rows] == [(1, "0", 0), (2, "1", 1), (3, "0", 0)]
+    assert len(ds) == 3  # the image without objects is kept

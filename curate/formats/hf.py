@@ -267,10 +267,13 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
     class_names: list[str] | None = None
     root = folder
     local: list[str] = []
+    by_name: dict[str, int] = {}
     for split, table, feats in _tables(path):
         obj_names = _class_names(_object_feature(feats, "category"))
         label_names = _class_names(feats.get("label")) if feats is not None and "label" in feats else None
         class_names = class_names or obj_names or label_names
+        for k, nm in enumerate(class_names or []):
+            by_name.setdefault(nm, k)
         img_key = next((k for k in ("image", "img") if k in table.column_names), None)
         for b in table.to_batches(max_chunksize=512):
             for row in progress(b.to_pylist(), desc=f"hf {split}", unit="img"):
@@ -302,7 +305,7 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
                     img_cols["split"][-1] = split
                 if img_cols["width"][-1] is None and data and extract is not None:
                     img_cols["width"][-1], img_cols["height"][-1] = image_size(extract / fn)
-                _objects(row, iid, ann_cols, bbox_format, img_cols["width"][-1], img_cols["height"][-1])
+                _objects(row, iid, ann_cols, bbox_format, img_cols["width"][-1], img_cols["height"][-1], by_name)
     if extract is not None:
         root = extract
         for fn in local:  # images stored as paths under the source folder join the extracted ones
@@ -314,8 +317,12 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             cats = Dataset.from_records([], [], side["categories"]).categories
             ds = Dataset.from_columns(img_cols, ann_cols, None, side.get("info") or {}).with_tables(categories=cats)
         else:
-            names = class_names or []
-            ds = Dataset.from_columns(img_cols, ann_cols, {"id": list(range(len(names))), "name": names})
+            names = sorted(by_name, key=by_name.__getitem__)
+            ids = ann_cols["id"]
+            if len(set(ids)) != len(ids):  # per-image object ids: dense ids, the originals kept
+                ann_cols["source_id"] = [None if i is None else str(i) for i in ids]
+                ann_cols["id"] = list(range(1, len(ids) + 1))
+            ds = Dataset.from_columns(img_cols, ann_cols, {"id": [by_name[n] for n in names], "name": names})
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise InputError(f"columns do not fit the dataset model: {exc}", file=path) from None
     ds = _reorder(ds, side)
@@ -324,16 +331,22 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
 
 
 def _objects(row: dict[str, Any], iid: int, a: dict[str, list[Any]], bbox_format: str, width: int | None,
-             height: int | None) -> None:
-    """Annotation rows of one image row: imagine objects, Hub-style objects or a classification label."""
+             height: int | None, by_name: dict[str, int]) -> None:
+    """Annotation rows of one image row: imagine objects, Hub-style objects or a classification label.
+
+    Categories given as ClassLabel indices are kept; as strings they get ids after the ClassLabel names
+    (``by_name``, filled in order of first appearance).
+    """
     objs = row.get("objects")
     if isinstance(objs, dict):  # datasets' Sequence(dict) stores a dict of lists
         keys = list(objs)
         n = len(objs[keys[0]]) if keys else 0
         objs = [{k: objs[k][i] for k in keys} for i in range(n)]
-    if objs is None and row.get("label") is not None:
+    label = row.get("label")
+    if objs is None and label is not None and not (isinstance(label, int) and label < 0):  # -1: no label
         box = envelope("label", None, width=width, height=height)
-        _add(a, {"id": len(a["id"]), "image_id": iid, "category_id": int(row["label"]), "kind": "label",
+        lab_id = by_name.setdefault(label, len(by_name)) if isinstance(label, str) else int(label)
+        _add(a, {"id": len(a["id"]), "image_id": iid, "category_id": lab_id, "kind": "label",
                  "bbox_x": box[0], "bbox_y": box[1], "bbox_w": box[2], "bbox_h": box[3]})
         return
     for o in objs or []:
@@ -344,7 +357,8 @@ def _objects(row: dict[str, Any], iid: int, a: dict[str, list[Any]], bbox_format
         cid = o.get("category_id")
         if cid is None and "category_id" not in o:
             c = o.get("category", o.get("label"))
-            cid = int(c) if isinstance(c, int) and c >= 0 else None
+            cid = by_name.setdefault(c, len(by_name)) if isinstance(c, str) else \
+                int(c) if isinstance(c, int) and c >= 0 else None
         oid = o.get("id")
         _add(a, {"id": int(oid) if isinstance(oid, int) else len(a["id"]), "image_id": iid, "category_id": cid,
                  "kind": kind, "bbox_x": bb[0], "bbox_y": bb[1], "bbox_w": bb[2], "bbox_h": bb[3],
