@@ -13,6 +13,8 @@ the relative image path (with or without the split folder); comma or semicolon d
 ``depth``, ``frame``… fill the image columns; the others go to the image attributes as text.
 The writer writes the same layout and a ``metadata.csv`` of that form, so image metadata and ids
 survive a round trip; annotations other than whole-image labels are reported as not carried.
+The images are the dataset here: with ``images="none"`` only the class folders and
+``metadata.csv`` (which names every image's place) are written.
 """
 
 from __future__ import annotations
