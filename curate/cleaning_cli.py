@@ -202,6 +202,7 @@ def consensus(src: Path, dst: Path, from_: str | None, to: str, images: str, iou
 @max_distance_option
 @click.option("--manifest", "manifest_file", type=click.Path(path_type=Path), default=None,
               help="Where to save the split manifest (default: DST/split-manifest.json, or DST.split-manifest.json).")
+@click.option("--no-manifest", is_flag=True, help="No split manifest (it reads every image to hash it).")
 @scheduler_option
 @workers_option
 @report_option
@@ -210,8 +211,8 @@ def consensus(src: Path, dst: Path, from_: str | None, to: str, images: str, iou
 @handle_errors
 def split(src: Path, dst: Path, from_: str | None, to: str, images: str, group_by: tuple[str, ...],
           group_pattern: str | None, ratios: str, names: str | None, seed: int, no_stratify: bool, max_distance: int,
-          manifest_file: Path | None, scheduler: str | None, workers: int | None, report_file: Path | None,
-          markdown_file: Path | None, as_json: bool) -> None:
+          manifest_file: Path | None, no_manifest: bool, scheduler: str | None, workers: int | None,
+          report_file: Path | None, markdown_file: Path | None, as_json: bool) -> None:
     """Split SRC into train/val/test (seeded, stratified, group-aware) and write DST with a split manifest."""
     from . import split as lib
     from .manifest import split_manifest
@@ -230,12 +231,13 @@ def split(src: Path, dst: Path, from_: str | None, to: str, images: str, group_b
             ex.close()
     res = lib.split(ds, ratio_list, names=name_list, group_by=group_by, pattern=group_pattern, seed=seed,
                     stratify=not no_stratify, duplicate_groups=dup_groups)
-    manifest = split_manifest(res.dataset)
+    manifest = None if no_manifest else split_manifest(res.dataset)  # before writing: a missing image stops here
     report = res.report(manifest)
     _write(res.dataset, dst, to, images)
-    target = manifest_file or (dst / "split-manifest.json" if dst.is_dir() else
-                               dst.with_name(dst.name + ".split-manifest.json"))
-    dump_json(manifest, target)
+    if manifest is not None:
+        target = manifest_file or (dst / "split-manifest.json" if dst.is_dir() else
+                                   dst.with_name(dst.name + ".split-manifest.json"))
+        dump_json(manifest, target)
     _finish(report, "split-report", lib.render_markdown(report), as_json, report_file, markdown_file)
 
 

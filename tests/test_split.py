@@ -142,3 +142,13 @@ def test_cli_split_usage_errors(native_aquarium: Path, tmp_path: Path) -> None:
     r = runner.invoke(main, ["split", str(native_aquarium), str(tmp_path / "o"), "--ratios", "0.9,0.3"])
     assert r.exit_code == 2 and "ratios" in r.output
     assert not (tmp_path / "o").exists()
+    # annotations without their images: the manifest cannot hash them (exit 2, nothing written) unless skipped
+    bare = tmp_path / "bare"
+    write_dataset(read_dataset(native_aquarium), bare, "native", images="none")
+    r = runner.invoke(main, ["split", str(bare), str(tmp_path / "o")])
+    assert r.exit_code == 2 and "image file not found" in r.output
+    assert not (tmp_path / "o").exists()
+    r = runner.invoke(main, ["-q", "split", str(bare), str(tmp_path / "o"), "--no-manifest", "--images", "none"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "o" / "split-manifest.json").exists()
+    assert set(read_dataset(tmp_path / "o").splits()) == {"train", "val", "test"}
