@@ -82,7 +82,7 @@ def main() -> None:
     panlabel = shutil.which("panlabel") or (str(Path(args.peer_python).parent / "panlabel")
                                             if peer_py and (Path(args.peer_python).parent / "panlabel").exists()
                                             else None)
-    rows = []
+    rows: list[tuple[str, str, float | None, float | None, int | None, str]] = []
     for tool in args.tools.split(","):
         for target in args.targets.split(","):
             out = scratch / f"{tool}-{target}"
@@ -109,10 +109,10 @@ def main() -> None:
     print(f"\n{args.coco.name}, {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}")
     print("| tool | target | wall s | peak RSS MB | files | status |")
     print("|---|---|---|---|---|---|")
-    for tool, target, wall, rss, files, status in rows:
-        w = f"{wall:.2f}" if wall is not None else "—"
-        r = f"{rss:.0f}" if rss is not None else "—"
-        print(f"| {tool} | {target} | {w} | {r} | {files if files is not None else '—'} | {status} |")
+    for row in rows:
+        w = f"{row[2]:.2f}" if row[2] is not None else "—"
+        r = f"{row[3]:.0f}" if row[3] is not None else "—"
+        print(f"| {row[0]} | {row[1]} | {w} | {r} | {row[4] if row[4] is not None else '—'} | {row[5]} |")
 
 
 if __name__ == "__main__":

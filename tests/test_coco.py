@@ -180,7 +180,8 @@ def datasets(draw: st.DrawFn) -> Dataset:
                "score": draw(st.one_of(st.none(), st.floats(0, 1))),
                "track_id": draw(st.one_of(st.none(), st.integers(0, 50))),
                "attributes": draw(st.one_of(st.none(), st.dictionaries(
-                   st.sampled_from(["x_a", "x_b", "note"]), st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=5)),
+                   st.sampled_from(["x_a", "x_b", "note"]),
+                   st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=5)),
                    min_size=1).map(lambda d: json.dumps(d, separators=(",", ":"), ensure_ascii=False))))}
         if kind == "polygon":
             row["geometry"] = [[draw(coord) for _ in range(6)] for _ in range(draw(st.integers(1, 2)))]

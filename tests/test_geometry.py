@@ -76,7 +76,7 @@ def test_dataset_lines_rotated_and_clip() -> None:
     assert rep.counts["rbox-to-box"] == 1
     padded = g.pad(_ds(), 20, clip=False)
     rep = ConversionReport()
-    clipped = g.clip(padded, report=rep)
+    g.clip(padded, report=rep)
     assert rep.counts["box-clipped"] == 2 and rep.counts["clip-size-unknown"] == 1
 
 

@@ -426,7 +426,7 @@ def _rle_string(seg: dict[str, Any], jpath: Path, i: int) -> str:
             raise InputError(f"uncompressed RLE counts sum to {sum(counts)}, not height × width = {h * w}",
                              file=jpath, place=f"/annotations/{i}/segmentation/counts")
         enc = mask_utils.frPyObjects({"counts": counts, "size": [h, w]}, h, w)
-        return enc["counts"].decode("ascii")  # type: ignore[no-any-return]
+        return str(enc["counts"].decode("ascii"))
     raise InputError("RLE counts must be a string or a list of integers", file=jpath,
                      place=f"/annotations/{i}/segmentation/counts")
 
@@ -672,7 +672,7 @@ def _instances_doc(ds: Dataset, report: ConversionReport, *, results: bool) -> d
         rle = a.column("rle").to_pylist()
         for i in special:
             _put_geometry(anns[i], kind[i], geom[i], rle[i], bool(iscrowd[i]), report, ids[i])
-    for i in np.flatnonzero(~np.asarray(pc.is_null(a.column("score")))) if a.num_rows else []:
+    for i in [i for i, v in enumerate(score) if v is not None]:
         anns[i]["score"] = score[i]
     for i in [i for i, t in enumerate(track) if t is not None]:
         anns[i]["track_id"] = track[i]
@@ -684,10 +684,14 @@ def _instances_doc(ds: Dataset, report: ConversionReport, *, results: bool) -> d
     for i in [i for i, s in enumerate(attrs) if s]:
         extra = loads_attrs(attrs[i])
         for k, v in extra.items():
-            anns[i].setdefault(k, v)
+            if k in anns[i]:
+                report.add("attribute-key-collision", "an attribute named like a COCO field was not written",
+                           f"{ids[i]}:{k}")
+            else:
+                anns[i][k] = v
     cats = _categories_doc(ds)
     doc: dict[str, Any] = {}
-    coco = ds.info.get("coco") if isinstance(ds.info.get("coco"), dict) else {}
+    coco: dict[str, Any] = ds.info["coco"] if isinstance(ds.info.get("coco"), dict) else {}
     doc.update({k: v for k, v in coco.items() if k in ("info", "licenses")})
     doc["images"] = _images_doc(ds, report)
     doc["annotations"] = anns

@@ -31,6 +31,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from imagine.kernel import InputError, image_size, progress, safe_join
 
 from ..model import Dataset, dumps_attrs, loads_attrs
@@ -133,7 +134,7 @@ def _split_order(xmls: list[Path], ann_dir: Path, sets: Path | None) -> list[tup
     done: set[str] = set()
     if sets is not None:
         files = {p.stem: p for p in sets.glob("*.txt") if "_" not in p.stem}
-        names = [n for n in ("train", "val", "test", "default") if n in files]
+        names: list[str] = [n for n in ("train", "val", "test", "default") if n in files]
         names += sorted(n for n in files if n not in names and n != "trainval")
         if "trainval" in files and not {"train", "val"} & set(files):
             names.append("trainval")

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
+
 from imagine.kernel import ConversionReport, InputError, UsageError, image_size, progress
 
 from ..geometry import corners_to_rbox, mask_to_polygons, rbox_corners, rle_to_mask
@@ -434,8 +435,8 @@ def num_strings(values: np.ndarray, precision: int | None = None) -> pa.Array:
     return pc.cast(arr, pa.string())
 
 
-def join_groups(lines: pa.Array | pa.ChunkedArray, group: np.ndarray, n_groups: int, drop: np.ndarray, sep: str, tail: str
-                ) -> list[str]:
+def join_groups(lines: pa.Array | pa.ChunkedArray, group: np.ndarray, n_groups: int, drop: np.ndarray, sep: str,
+                tail: str) -> list[str]:
     """Join string rows (sorted by ``group``) into one string per group, leaving out ``drop`` rows;
     ``tail`` is appended to non-empty groups. Done in Arrow, not in a Python loop."""
     if isinstance(lines, pa.ChunkedArray):
@@ -451,7 +452,8 @@ def join_groups(lines: pa.Array | pa.ChunkedArray, group: np.ndarray, n_groups: 
     joined = pc.binary_join(lists, sep)
     if tail:
         joined = pc.if_else(pa.array(counts > 0), pc.binary_join_element_wise(joined, tail, ""), "")
-    return joined.to_pylist()  # type: ignore[no-any-return]
+    out: list[str] = joined.to_pylist()
+    return out
 
 
 def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
@@ -475,7 +477,7 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     widths = im.column("width").to_numpy(zero_copy_only=False)
     heights = im.column("height").to_numpy(zero_copy_only=False)
     file_names = im.column("file_name").to_pylist()
-    missing = np.flatnonzero(~(np.asarray(pc.is_valid(im.column("width"))) & np.asarray(pc.is_valid(im.column(
+    missing: Any = np.flatnonzero(~(np.asarray(pc.is_valid(im.column("width"))) & np.asarray(pc.is_valid(im.column(
         "height"))))) if im.num_rows else []
     if len(missing):
         raise InputError(f"{len(missing)} image(s) without width/height; YOLO needs them to normalise "
