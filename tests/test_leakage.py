@@ -156,3 +156,21 @@ def test_cli_on_fishcam_folder_split_by_video_then_checked(tmp_path: Path) -> No
     r = runner.invoke(main, ["-q", "leakage", str(frames), "--no-duplicates", "--column", "video", "--json"])
     assert r.exit_code == 1
     assert json.loads(r.stdout)["checks"][0]["crossing_groups"] > 0
+
+
+def test_cli_on_raw_yolo_export(aqua: Dataset) -> None:
+    """Straight on the Roboflow YOLOv5 folder: the export's own split leaks source footage and a duplicate."""
+    from imagine.curate.formats import formats
+
+    if "yolo" not in formats():
+        pytest.skip("the yolo format is not available")
+    r = CliRunner().invoke(main, ["-q", "leakage", str(AQUARIUM), "--from", "yolo", "--column", "file_name",
+                                  "--pattern", SOURCE, "--workers", "1", "--json"])
+    assert r.exit_code == 1, r.output
+    rep = json.loads(r.stdout)
+    by = {c["check"]: c for c in rep["checks"]}
+    names = [f.split("/")[-1] for f in aqua.images.column("file_name").to_pylist()]
+    expected = crossing_count(["_".join(n.split("_")[:2]) for n in names], aqua.images.column("split").to_pylist())
+    assert by["file_name"]["crossing_groups"] == expected
+    assert by["duplicate"]["crossing_groups"] >= 1
+    assert rep["images"] == len(aqua)
