@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[all]'
-.venv/bin/imagine-curate demo --out "${1:-imagine-demo}"
+.venv/bin/imagine-publish demo --out "${1:-imagine-demo}"
