@@ -171,10 +171,11 @@ def serve(root: Path | None, host: str, port: int, quota: float, rate_limit: int
 
     plan = FaultPlan.parse(faults) if faults else None
     server = make_server(root, host=host, port=port, faults=plan, quota=int(quota * 1e9), rate_limit=rate_limit)
-    where = root or default_root()
+    where = Path(root or default_root())
+    how = ("used automatically by clients on this machine" if where == default_root() else
+           "give it to clients through ZENODO_TOKEN or the config file")
     click.echo(f"local Zenodo-compatible repository at {server.url}/api (OAI-PMH: {server.url}/oai2d)\n"
-               f"data in {where}; its token is in {Path(where) / 'tokens.json'} and is used automatically "
-               "for local targets. Ctrl-C to stop.", err=True)
+               f"data in {where}; its token is in {where / 'tokens.json'} ({how}). Ctrl-C to stop.", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # pragma: no cover - interactive

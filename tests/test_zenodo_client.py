@@ -274,3 +274,33 @@ def test_download_checks_md5_and_refuses_corruption(server: Any, tmp_path: Path)
     with pytest.raises(RemoteError, match="checksum mismatch"):
         c.download(url, tmp_path / "bad.csv", "0" * 32)
     assert not (tmp_path / "bad.csv").exists() and not list(tmp_path.glob(".bad.csv*"))
+
+
+def test_413_and_other_client_errors_are_not_retried(server: Any, tmp_path: Path) -> None:
+    c = client(server)
+    dep = c.create_deposition(META, "k")
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 1000)
+    server.faults = FaultPlan([Fault("status", "PUT", "/files/", status=413, times=-1)])
+    with pytest.raises(RemoteError) as info:
+        c.upload(dep["links"]["bucket"], f, "a.bin", file_md5(f))
+    assert info.value.status == 413 and "too large" in info.value.message
+    assert c.sleeps == []
+
+
+def test_missing_token_is_a_usage_error_naming_where_to_put_it(server: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagine.publish import deposit as D
+
+    for var in ("ZENODO_TOKEN", "ZENODO_SANDBOX_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder = tmp_path / "dep"
+    folder.mkdir()
+    (folder / "zenodo.json").write_text(json.dumps({"metadata": META}))
+    (folder / "README.md").write_text("# card\n")
+    with pytest.raises(UsageError) as info:
+        D.deposit(folder, server.url)
+    assert "ZENODO_TOKEN" in info.value.render() and "mode 600" in info.value.render()
+    assert drafts(server) == []
