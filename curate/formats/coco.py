@@ -277,6 +277,8 @@ def _read_dict(doc: dict[str, Any], jpath: Path, ctx: ReadContext) -> Dataset:
         ann_cols = _panoptic_annotations(doc, anns, jpath, img_ids, img_map, img_cols, cat_map, ctx)
     else:
         ann_cols = _instance_annotations(anns, jpath, img_map, cat_map, cat_cols, report)
+        anns.clear()  # free the parsed annotation objects before the Arrow tables are built
+        images.clear()
     return Dataset.from_columns(img_cols, ann_cols, cat_cols, info)
 
 
