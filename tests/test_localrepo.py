@@ -307,3 +307,24 @@ def test_free_port_was_used(server: Any) -> None:
     assert host == "127.0.0.1" and port != 5005
     with socket.create_connection((host, port), timeout=2):
         pass
+
+
+def test_serve_command_runs_the_repository(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "imagine.publish.cli", "serve", "--root", str(tmp_path / "r"),
+                             "--port", "0", "--faults", "status=503@GET:/api/records/1$"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        m = re.search(r"at (http://127\.0\.0\.1:\d+)/api", line)
+        assert m, line
+        assert requests.get(f"{m.group(1)}/api/records/1", timeout=5).status_code == 503  # the injected fault
+        assert requests.get(f"{m.group(1)}/api/records/1", timeout=5).status_code == 404  # then the real answer
+        assert oct((tmp_path / "r" / "tokens.json").stat().st_mode & 0o777) == "0o600"
+    finally:
+        proc.terminate()
+        proc.wait(10)
