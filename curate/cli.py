@@ -80,17 +80,20 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="What to do with the image files.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), default=None,
               help="Save the conversion report as JSON.")
+@click.option("-i", "--input-option", "input_options", multiple=True, metavar="KEY=VALUE",
+              help="Reader option (e.g. -i metadata=meta.csv); repeatable.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Writer option (e.g. -o precision=6); repeatable.")
 @json_option
 @handle_errors
 def convert(src: Path, dst: Path, to: str, from_: str | None, images: str, report_file: Path | None,
-            options: tuple[str, ...], as_json: bool) -> None:
+            input_options: tuple[str, ...], options: tuple[str, ...], as_json: bool) -> None:
     """Convert SRC to DST in format --to, reporting everything the target cannot hold."""
     from .formats import convert as do_convert
     from .stats import dataset_stats, render_stats
 
-    ds, report = do_convert(src, dst, to, from_, images=images, write_options=_parse_options(options))
+    ds, report = do_convert(src, dst, to, from_, images=images, read_options=_parse_options(input_options),
+                            write_options=_parse_options(options))
     report.stats = dataset_stats(ds)
     if report_file:
         dump_json(report.to_dict(), report_file)
