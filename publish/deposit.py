@@ -744,20 +744,22 @@ def publish_dataset(deposit_dir: str | os.PathLike[str], target: str | None = No
                     local_root: str | os.PathLike[str] | None = None) -> DepositResult:
     """The whole deposit path for one folder (what the README's main job calls); returns DOI, record id, URL.
 
-    With the default ``local`` target and no repository listening on its port, a local repository
-    is started in-process for the duration of the call (data under ``local_root``, default
-    ``~/.local/share/imagine/localrepo``), so the path works offline in one call; run
-    ``imagine-publish serve`` afterwards to browse what was published.
+    With the default ``local`` target, a local repository is started in-process for the duration
+    of the call when ``local_root`` is given (on a free port) or when none listens on port 5005
+    (data under ``~/.local/share/imagine/localrepo``), so the path works offline in one call; run
+    ``imagine-publish serve [--root DIR]`` afterwards to browse what was published.
     """
     from .localrepo import DEFAULT_PORT, start_server
 
     base = resolve_target(target)
     server = None
-    if target in (None, "", "local") and not _listening(base):
+    if target in (None, "", "local") and (local_root is not None or not _listening(base)):
         from .localrepo import default_root
 
-        server = start_server(local_root or default_root(), port=DEFAULT_PORT)
+        # a given root gets its own in-process repository on a free port (never someone else's on 5005)
+        server = start_server(local_root or default_root(), port=0 if local_root is not None else DEFAULT_PORT)
         token = token or server.token
+        target = server.url
     elif token is None and local_root is not None:
         token = load_token(base, local_root=local_root)
     try:

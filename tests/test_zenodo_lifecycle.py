@@ -297,6 +297,17 @@ def test_publish_dataset_for_the_readme_job(tmp_path: Path) -> None:
         srv.server_close()
 
 
+def test_publish_dataset_starts_its_own_repository_for_a_root(tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+    r = D.publish_dataset(folder, local_root=tmp_path / "own")
+    assert r.state == "published" and r.doi == f"10.5072/zenodo.{r.record_id}"
+    from imagine.publish.localrepo import LocalRepository
+
+    repo = LocalRepository(tmp_path / "own")  # the record is on disk there, for `serve --root` later
+    assert repo.records[str(r.record_id)]["published"]["files"][0]["key"] in {"a.csv", "README.md", "dcat.ttl",
+                                                                                "manifest.json", "zenodo.json"}
+
+
 def test_default_local_target_not_running_is_a_clear_usage_error(tmp_path: Path) -> None:
     if D._listening("http://127.0.0.1:5005/api"):
         pytest.skip("something listens on the default port 5005")
