@@ -28,7 +28,7 @@ def fishcam() -> None:
     from imagine.models.train import TrainConfig
 
     out = Path("benchmarks/results/fishcam-classify")
-    cfg = TrainConfig.for_task("classify", arch="resnet", width=16, depth=1, image_size=64, epochs=6,
+    cfg = TrainConfig.for_task("classify", arch="resnet", width=16, depth=1, image_size=64, epochs=8,
                                batch_size=32, lr=3e-3, cv=5, seed=0, threads=1,
                                group_by=["video"])
     print(f"FishCam classification, hold-out and 5-fold CV grouped by video: start ({_load()})", flush=True)
