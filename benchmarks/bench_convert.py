@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,11 +53,14 @@ else:
 """
 
 
-def _run(cmd: list[str]) -> tuple[float, float, int]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code)."""
+def _run(cmd: list[str], timeout: float) -> tuple[float, float, int]:
+    """Run ``cmd``; (wall seconds, peak RSS in MB, exit code); killed after ``timeout`` seconds."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    timer = threading.Timer(timeout, p.kill)
+    timer.start()
     _, status, ru = os.wait4(p.pid, 0)
+    timer.cancel()
     wall = time.perf_counter() - t
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -76,6 +80,7 @@ def main() -> None:
     ap.add_argument("--targets", default="yolo,voc")
     ap.add_argument("--tools", default="imagine,panlabel,globox,datumaro")
     ap.add_argument("--scratch", type=Path, default=None)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     peer_py = args.peer_python if Path(args.peer_python).exists() else None
@@ -99,9 +104,10 @@ def main() -> None:
                     rows.append((tool, target, None, None, None, "not installed"))
                     continue
                 cmd = [peer_py, "-c", DATUMARO if tool == "datumaro" else GLOBOX, str(args.coco), str(out), target]
-            wall, rss, rc = _run(cmd)
+            wall, rss, rc = _run(cmd, args.timeout)
             files = _count(out) if out.exists() else 0
-            rows.append((tool, target, wall, rss, files, "ok" if rc == 0 else f"exit {rc}"))
+            status = "ok" if rc == 0 else f"killed after {args.timeout:.0f} s" if rc == -9 else f"exit {rc}"
+            rows.append((tool, target, wall, rss, files, status))
             print(f"{tool:9s} → {target:4s} {wall:7.2f} s  {rss:7.0f} MB  {files:7d} files  "
                   f"{rows[-1][5]}", flush=True)
             shutil.rmtree(out, ignore_errors=True)

@@ -154,6 +154,23 @@ def test_panoptic_read_and_write(tmp_path: Path) -> None:
     assert again.annotations.column("rle").equals(ds.annotations.column("rle"))
 
 
+def test_chunked_parse_of_large_files_equals_a_whole_parse() -> None:
+    from imagine.curate.formats.coco import _loads_chunked
+
+    for name in ("coco_instances_val.json", "viame_example.coco.json"):
+        data = (SAMPLES / name).read_bytes()
+        for text in (data, json.dumps(json.loads(data)).encode(), json.dumps(json.loads(data), indent=3).encode()):
+            for chunk in (1, 40, 300):
+                got = _loads_chunked(text, chunk=chunk)
+                assert got is None or got == orjson.loads(text)
+    big = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 9, "height": 9} for i in range(300)],
+           "annotations": [{"id": k, "image_id": k % 300, "category_id": 1, "bbox": [k, 1.5, 2, 2],
+                            "note": "},{ inside a string"} for k in range(2000)],
+           "categories": [{"id": 1, "name": "fish"}]}
+    for text in (orjson.dumps(big), json.dumps(big, indent=2).encode()):
+        assert _loads_chunked(text, chunk=1000) == big  # cut in slices, same document
+
+
 # ------------------------------------------------------------------------------------------ round trips
 
 

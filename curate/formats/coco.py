@@ -23,6 +23,7 @@ import contextlib
 import gc
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
@@ -62,10 +63,69 @@ def _load_json(path: Path) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=path) from None
     try:
+        if len(data) > CHUNKED_MIN_BYTES:
+            doc = _loads_chunked(data)
+            if doc is not None:
+                return doc
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         what = "truncated JSON (the file ends early)" if exc.pos >= len(data.rstrip()) - 1 else "malformed JSON"
         raise InputError(f"{what}: {exc.msg}", file=path, place=f"line {exc.lineno}, column {exc.colno}") from None
+
+
+# Files above this size have their "annotations" array parsed in slices: orjson (yyjson) builds a
+# whole-document tree before the Python objects, which costs ~3× the file size at the peak.
+CHUNKED_MIN_BYTES = 32 * 2**20
+_ANN_KEY = re.compile(rb'"annotations"\s*:\s*\[')
+_SPLIT = re.compile(rb'\}\s*,\s*\{')
+
+
+def _loads_chunked(data: bytes, chunk: int = 8 * 2**20) -> Any:
+    """Parse a COCO dict with its annotations array in slices of about ``chunk`` bytes.
+
+    Slices are cut at ``},{``; a cut that falls inside an element (a nested list of objects, a
+    string) leaves unbalanced JSON and fails to parse, and so does anything unexpected: then None
+    is returned and the caller parses the whole file the ordinary way (which also gives the
+    error messages). The rest of the document is parsed with an empty annotations array and must
+    hold it at the top level.
+    """
+    m = _ANN_KEY.search(data)
+    if m is None:
+        return None
+    pos = m.end()  # just after '['
+    anns: list[Any] = []
+    try:
+        while True:
+            cut = _SPLIT.search(data, pos + chunk) if pos + chunk < len(data) else None
+            if cut is None:
+                break
+            for _ in range(64):  # a cut inside an element fails to parse: try the next one
+                try:
+                    part = orjson.loads(b"[" + data[pos:cut.start() + 1] + b"]")
+                    break
+                except orjson.JSONDecodeError:
+                    cut = _SPLIT.search(data, cut.end())
+                    if cut is None:
+                        return None
+            else:
+                return None
+            anns.extend(part)
+            pos = cut.end() - 1  # at the '{' of the next element
+        try:
+            part = orjson.loads(b"[" + data[pos:])
+            return None  # the array did not end before the document did: not what we expect
+        except orjson.JSONDecodeError as exc:
+            end = pos + exc.pos - 1  # where the trailing content after the array starts (1 for '[')
+        if data[end - 1:end] != b"]":
+            return None
+        anns.extend(orjson.loads(b"[" + data[pos:end]))
+        rest = orjson.loads(data[:m.end()] + data[end - 1:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(rest, dict) or rest.get("annotations") != [] or not all(isinstance(a, dict) for a in anns):
+        return None
+    rest["annotations"] = anns
+    return rest
 
 
 def _schema_error(doc: Any, path: Path, fallback: str) -> InputError:
@@ -109,7 +169,10 @@ def _dense_ids(values: list[Any], path: Path, pointer: str) -> tuple[list[int], 
 
 def _keys(rows: list[dict[str, Any]]) -> set[str]:
     """Every key used by any row (one C-speed pass)."""
-    return set().union(*map(dict.keys, rows)) if rows else set()
+    out: set[str] = set()
+    for k in range(0, len(rows), 20000):  # in blocks: one huge argument tuple would cost memory
+        out.update(*map(dict.keys, rows[k:k + 20000]))
+    return out
 
 
 def _column(rows: list[dict[str, Any]], key: str, keys: set[str]) -> list[Any]:

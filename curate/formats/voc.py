@@ -341,13 +341,14 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     report.add("size-unknown", "image size unknown; <size> written without width/height",
                count=sum(1 for w, h in zip(widths, heights, strict=True) if w is None or h is None))
     xml_paths: list[str] = []
-    contents: list[str] = []
     stems: list[str] = []
     objs = pc.binary_join_element_wise(pre, pa.array(extra, pa.string()), post, "") if any(extra) else \
         pc.binary_join_element_wise(pre, post, "")
+    del pre, post
     counts = ends - starts
     bodies = join_groups(objs, np.repeat(np.arange(im.num_rows), counts), im.num_rows, drop, "", "")
-    del pre, post, objs
+    del objs
+    contents = bodies  # filled in place below: one list of documents, not two
     for i in suspicious_names(file_names):
         safe_join(out, file_names[i], place=f"images row {i}")
     for i, fn in enumerate(file_names):
@@ -364,8 +365,7 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         head = "<annotation>\n" + ("" if folder is None else _py_to_xml("folder", folder, "\t")) + \
             f"\t<filename>{escape(fn)}</filename>\n\t<size>\n{size}\t</size>\n" + \
             "".join(_py_to_xml(k, v, "\t") for k, v in d.items())
-        body = bodies[i]
-        contents.append(head + body + "</annotation>\n")
+        contents[i] = head + bodies[i] + "</annotation>\n"
     make_dirs(out, [*xml_paths, "ImageSets/Main/x"])
     write_files(out, xml_paths, contents, workers=int(ctx.options.get("workers", 2)))
     by_split: dict[str, list[str]] = {}
