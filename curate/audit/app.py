@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
 from imagine.kernel import InputError, UsageError, progress, require, safe_join
 
 from ..model import Dataset, dumps_attrs, loads_attrs

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+
 from imagine.kernel import Finding, UsageError
 
 from ..model import Dataset, loads_attrs

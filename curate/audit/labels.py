@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+
 from imagine.kernel import Finding, require
 
 from ..model import Dataset

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from imagine.kernel import Finding, ImagineError, UsageError, atomic_dir, dump_json, safe_join
 
 from ..model import Dataset
@@ -26,10 +27,10 @@ from .labels import (
     classification_issues,
     datalab_issues,
     detection_issues,
-    image_labels,
+    label_counts,
     multilabel_issues,
 )
-from .predictions import load_class_predictions, load_det_predictions
+from .predictions import ClassPredictions, load_class_predictions, load_det_predictions
 
 COLUMNS_FILE = "audit-columns.parquet"
 
@@ -47,8 +48,8 @@ class AuditResult:
 def _task(ds: Dataset) -> str:
     kinds = set(ds.annotations.column("kind").to_pylist())
     if kinds and kinds <= {"label"}:
-        per_image = image_labels(ds)
-        return "multilabel" if any(len(v) > 1 for v in per_image.values()) else "classification"
+        counts, _ = label_counts(ds)
+        return "multilabel" if (counts > 1).any() else "classification"
     return "detection"
 
 
@@ -68,6 +69,7 @@ def audit(ds: Dataset, *, root: str | os.PathLike[str] | None = None, prediction
                               "source": source, "task": task, "images": n, "annotations": ds.num_annotations}
 
     issues: LabelIssues | None = None
+    class_preds = None
     if predictions is not None:
         try:
             if task == "detection":
@@ -75,7 +77,8 @@ def audit(ds: Dataset, *, root: str | os.PathLike[str] | None = None, prediction
             elif task == "multilabel":
                 issues = multilabel_issues(ds, load_class_predictions(predictions, ds, multi_label=True))
             else:
-                issues = classification_issues(ds, load_class_predictions(predictions, ds))
+                class_preds = load_class_predictions(predictions, ds)
+                issues = classification_issues(ds, class_preds)
         except ImagineError as exc:
             findings.append(Finding("label-issues-failed", exc.message, file=exc.file, place=exc.place))
         except ValueError as exc:  # cleanlab's own input checks
@@ -93,9 +96,8 @@ def audit(ds: Dataset, *, root: str | os.PathLike[str] | None = None, prediction
         cols.update({"is_label_issue": flag, "label_quality": score, "suggested_label": suggested})
         report["label_issues"] = {"task": issues.task, "summary": issues.summary,
                                   "top": _jsonable(issues.top(ds, 25)), "predictions": str(predictions)}
-        if task == "classification" and len(issues.rows):
-            report["label_issues"]["datalab"] = _datalab(ds, issues, predictions, features, cluster_column, cols,
-                                                         findings)
+        if class_preds is not None and len(issues.rows):
+            report["label_issues"]["datalab"] = _datalab(ds, class_preds, features, cluster_column, cols, findings)
     else:
         report["label_issues"] = None
         if predictions is None:
@@ -138,15 +140,14 @@ def _leaking_images(ds: Dataset, lk: dict[str, Any]) -> list[bool]:
     return [n in names for n in ds.images.column("file_name").to_pylist()]
 
 
-def _datalab(ds: Dataset, issues: LabelIssues, predictions: Any, features: np.ndarray | None,
-             cluster_column: str | None, cols: dict[str, list[Any]], findings: list[Finding]) -> dict[str, Any] | None:
+def _datalab(ds: Dataset, preds: ClassPredictions, features: np.ndarray | None, cluster_column: str | None,
+             cols: dict[str, list[Any]], findings: list[Finding]) -> dict[str, Any] | None:
     """Datalab's other issue types on the same labels and probabilities (classes present only)."""
-    preds = load_class_predictions(predictions, ds)
-    labels_of = image_labels(ds)
-    keep = np.array([len(labels_of.get(int(r), [])) == 1 for r in preds.image_rows], dtype=bool)
+    counts, cats = label_counts(ds)
+    keep = counts[preds.image_rows] == 1
     rows = preds.image_rows[keep]
     index = {c: k for k, c in enumerate(preds.class_ids)}
-    labels = np.array([index[labels_of[int(r)][0]] for r in rows], np.int64)
+    labels = np.array([index[int(c)] for c in cats[rows]], np.int64)
     present = np.unique(labels)
     if len(present) < 2:
         return None
