@@ -88,6 +88,10 @@ def _limitations(r: RunResult, n_images: int) -> list[str]:
         out.append("The dataset has no split: a seeded stratified hold-out was used, which is not group-aware, so "
                    "near-duplicate frames of one video or site may sit on both sides and inflate the scores.")
     n_eval = len(r.eval_idx)
+    unused = len(r.examples) - len(r.train_idx) - n_eval
+    if unused:
+        out.append(f"{unused} examples in other splits (e.g. a validation split) were used neither for training "
+                   f"nor for evaluation.")
     if n_eval < 200:
         out.append(f"Only {n_eval} evaluation examples: see the bootstrap intervals before comparing numbers.")
     small = [p["name"] for p in r.per_class if p.get("support", 0) < 10]
