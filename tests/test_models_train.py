@@ -277,3 +277,15 @@ def test_training_starts_from_a_local_weights_file(fishcam_card: Path, fishcam_n
     missing = CliRunner().invoke(main, ["baseline", str(fishcam_native), "--out", str(tmp_path / "x"),
                                         "--weights", str(tmp_path / "nope.pt"), *CLS_ARGS])
     assert missing.exit_code == 2 and "nope.pt" in missing.output and "weights file not found" in missing.output
+
+
+def test_tiled_detection_trains_and_evaluates_per_tile() -> None:
+    from imagine.models.train import TrainConfig, run
+
+    ds = aquarium_dataset({"train": 4, "test": 2})
+    r = run(ds, ds.info["root"], TrainConfig.for_task("detect", image_size=64, width=8, epochs=1, batch_size=4,
+                                                     tile=2, bootstrap=10))
+    assert len(r.examples) == 4 * len(ds) and len(r.eval_idx) == 8
+    tile_ids = set(r.examples.image_ids[r.eval_idx].tolist())
+    assert len(tile_ids) == 8 and {d["image_id"] for d in r.predictions} <= tile_ids
+    assert 0.0 <= r.metrics["map50"] <= 1.0
