@@ -78,7 +78,7 @@ def baseline(src: Path, task: str, out: Path, from_: str | None, cv: int, epochs
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (default: the card's recorded source).")
 @click.option("--tolerance", type=float, default=0.0, show_default=True,
-              help="Largest accepted absolute difference per metric.")
+              help="Largest accepted absolute difference per metric (0: exact, as on CPU; allow some on a GPU).")
 @json_option
 @handle_errors
 def reproduce(card: Path, data: Path | None, tolerance: float, as_json: bool) -> None:
