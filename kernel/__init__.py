@@ -36,6 +36,7 @@ __all__ = [
     "set_quiet",
     "require",
     "dump_json",
+    "read_json",
 ]
 
 T = TypeVar("T")
@@ -261,6 +262,20 @@ def dump_json(obj: Any, path: str | os.PathLike[str], *, indent: int | None = 2)
     with atomic_write(path) as fh:
         json.dump(obj, fh, indent=indent, ensure_ascii=False)
         fh.write("\n")
+
+
+def read_json(path: str | os.PathLike[str], missing: str) -> Any:
+    """Parse a UTF-8 JSON file; a missing file or malformed JSON becomes an InputError naming the file.
+
+    ``missing`` is the message when the file does not exist; a decode error keeps the parser's
+    own text (which gives line and column).
+    """
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except FileNotFoundError:
+        raise InputError(missing, file=path) from None
+    except ValueError as exc:
+        raise InputError(f"malformed JSON: {exc}", file=path) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imagine.kernel import InputError, atomic_write
+from imagine.kernel import InputError, atomic_write, read_json
 from imagine.schemas import validate
 
 __all__ = ["CARD_KIND", "CARD_VERSION", "clean_numbers", "metric_block", "render_markdown", "confusion_png",
@@ -67,12 +67,7 @@ def validate_card(card: dict[str, Any], file: str | os.PathLike[str] | None = No
 def load_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and schema-check a card file."""
     p = Path(path)
-    try:
-        card = json.loads(p.read_text("utf-8"))
-    except FileNotFoundError:
-        raise InputError("card file not found", file=p) from None
-    except ValueError as exc:
-        raise InputError(f"malformed JSON: {exc}", file=p) from None
+    card = read_json(p, "card file not found")
     if not isinstance(card, dict):
         raise InputError("a benchmark card is a JSON object", file=p, place="/")
     validate_card(card, p)

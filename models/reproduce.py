@@ -9,7 +9,6 @@ dataset's content hash, and that the dataset supports the card's task — each f
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from imagine.curate.formats import read_dataset
 from imagine.curate.manifest import canonical_json, dataset_hash, split_manifest, verify_manifest, with_checksums
-from imagine.kernel import InputError
+from imagine.kernel import InputError, read_json
 
 from .baseline import dataset_root
 from .card import clean_numbers, load_card
@@ -28,12 +27,7 @@ __all__ = ["reproduce"]
 
 def _load_manifest(card: dict[str, Any], card_path: Path) -> tuple[dict[str, Any], Path]:
     mpath = card_path.parent / card["dataset"]["split_manifest"]
-    try:
-        manifest = json.loads(mpath.read_text("utf-8"))
-    except FileNotFoundError:
-        raise InputError("split manifest named by the card is missing", file=mpath) from None
-    except ValueError as exc:
-        raise InputError(f"malformed JSON: {exc}", file=mpath) from None
+    manifest = read_json(mpath, "split manifest named by the card is missing")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
         raise InputError("a split manifest is an object with a 'splits' mapping", file=mpath, place="/splits")
     body = {k: v for k, v in manifest.items() if k != "hash"}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from imagine.kernel import InputError, dump_json
+
+from imagine.kernel import InputError, dump_json, read_json
 
 from ..model import SCHEMAS, Dataset
 from . import Format, ReadContext, WriteContext, register
@@ -37,12 +38,7 @@ def detect(path: Path) -> int:
 def read(path: Path, ctx: ReadContext) -> Dataset:
     root = path if path.is_dir() else path.parent
     header_path = root / "dataset.json"
-    try:
-        header = json.loads(header_path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise InputError("not a native imagine dataset: dataset.json is missing", file=header_path) from None
-    except ValueError as exc:
-        raise InputError(f"malformed JSON: {exc}", file=header_path) from None
+    header = read_json(header_path, "not a native imagine dataset: dataset.json is missing")
     if not isinstance(header, dict) or header.get("format") != MARKER:
         raise InputError(f"not a native imagine dataset (format should be {MARKER!r})", file=header_path)
     if header.get("version", 0) > VERSION:
