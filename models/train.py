@@ -256,6 +256,14 @@ def _schedule(step: int, total: int, lr: float) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
+def _fit_log(step: int, seen: int, t0: float, losses: list[float], loaded: Any) -> dict[str, Any]:
+    """The training log both fit functions return: steps, images seen, time since ``t0`` and epoch losses."""
+    elapsed = time.perf_counter() - t0
+    return {"steps": step, "images_seen": seen, "time_s": round(elapsed, 3),
+            "images_per_s": round(seen / elapsed, 2) if elapsed > 0 else None,
+            "epoch_losses": [round(v, 6) for v in losses], "weights_loaded": loaded}
+
+
 def _order(labels: np.ndarray, n_classes: int, cfg: TrainConfig, gen: Any) -> Any:
     import torch
 
@@ -316,11 +324,7 @@ def fit_classifier(images: Any, labels: np.ndarray, n_classes: int, cfg: TrainCo
             ep_n += len(idx)
         if ep_n:
             losses.append(ep_loss / ep_n)
-    elapsed = time.perf_counter() - t0
-    log = {"steps": step, "images_seen": seen, "time_s": round(elapsed, 3),
-           "images_per_s": round(seen / elapsed, 2) if elapsed > 0 else None,
-           "epoch_losses": [round(v, 6) for v in losses], "weights_loaded": loaded}
-    return model, (mean, std), log
+    return model, (mean, std), _fit_log(step, seen, t0, losses, loaded)
 
 
 def predict_classifier(model: Any, images: Any, norm: tuple[list[float], list[float]], device: str,
@@ -464,11 +468,7 @@ def fit_detector(images: Any, tf: np.ndarray, ex: Examples, n_classes: int, cfg:
             ep_n += len(idx)
         if ep_n:
             losses.append(ep_loss / ep_n)
-    elapsed = time.perf_counter() - t0
-    log = {"steps": step, "images_seen": seen, "time_s": round(elapsed, 3),
-           "images_per_s": round(seen / elapsed, 2) if elapsed > 0 else None,
-           "epoch_losses": [round(v, 6) for v in losses], "weights_loaded": loaded}
-    return model, (mean, std), log
+    return model, (mean, std), _fit_log(step, seen, t0, losses, loaded)
 
 
 def predict_detector(model: Any, images: Any, tf: np.ndarray, ex: Examples, norm: tuple[list[float], list[float]],
