@@ -103,7 +103,14 @@ def main() -> None:
                 if not peer_py or subprocess.run([peer_py, "-c", f"import {tool}"], capture_output=True).returncode:
                     rows.append((tool, target, None, None, None, "not installed"))
                     continue
-                cmd = [peer_py, "-c", DATUMARO if tool == "datumaro" else GLOBOX, str(args.coco), str(out), target]
+                src = args.coco.resolve()
+                if tool == "datumaro":  # its COCO importer wants annotations/instances_<subset>.json
+                    link = scratch / "dm" / "annotations" / "instances_default.json"
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    if not link.exists():
+                        link.symlink_to(src)
+                    src = scratch / "dm"
+                cmd = [peer_py, "-c", DATUMARO if tool == "datumaro" else GLOBOX, str(src), str(out), target]
             wall, rss, rc = _run(cmd, args.timeout)
             files = _count(out) if out.exists() else 0
             status = "ok" if rc == 0 else f"killed after {args.timeout:.0f} s" if rc == -9 else f"exit {rc}"

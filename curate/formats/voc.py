@@ -367,7 +367,7 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
             "".join(_py_to_xml(k, v, "\t") for k, v in d.items())
         contents[i] = head + bodies[i] + "</annotation>\n"
     make_dirs(out, [*xml_paths, "ImageSets/Main/x"])
-    write_files(out, xml_paths, contents, workers=int(ctx.options.get("workers", 2)))
+    write_files(out, xml_paths, contents, workers=int(ctx.options.get("workers", 1)))
     by_split: dict[str, list[str]] = {}
     for stem, sp in zip(stems, splits, strict=True):
         by_split.setdefault(sp or "default", []).append(stem)
