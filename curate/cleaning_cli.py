@@ -10,6 +10,8 @@ unreadable input.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,11 @@ workers_option = click.option("--workers", type=click.IntRange(min=1), default=N
                               help="Local worker processes (default: one per core).")
 max_distance_option = click.option("--max-distance", type=click.IntRange(0, 32), default=6, show_default=True,
                                    help="Largest Hamming distance between perceptual hashes of near duplicates.")
+
+
+def report_options(f: Any) -> Any:
+    """``--report``, ``--markdown``, ``--json`` and the error handler that every command ends with."""
+    return report_option(markdown_option(json_option(handle_errors(f))))
 
 
 def _finish(report: dict[str, Any], schema: str, markdown: str, as_json: bool, report_file: Path | None,
@@ -67,10 +74,16 @@ def _write(ds: Any, dst: Path, to: str, images: str) -> None:
         click.echo(report.render(), err=True)
 
 
-def _executor(scheduler: str | None, workers: int | None) -> Any:
+@contextmanager
+def _executor(scheduler: str | None, workers: int | None) -> Iterator[Any]:
+    """The Dask executor for the per-image work, closed when the block ends."""
     from .executor import get_executor
 
-    return get_executor(scheduler, workers)
+    ex = get_executor(scheduler, workers)
+    try:
+        yield ex
+    finally:
+        ex.close()
 
 
 @click.command()
@@ -90,10 +103,7 @@ def _executor(scheduler: str | None, workers: int | None) -> Any:
               help="Cosine similarity at or above which embeddings mark near duplicates.")
 @scheduler_option
 @workers_option
-@report_option
-@markdown_option
-@json_option
-@handle_errors
+@report_options
 def dedup(src: Path, dst: Path | None, from_: str | None, to: str, images: str, max_distance: int, no_near: bool,
           annotation_iou: float, no_annotations: bool, embeddings: Path | None, cosine: float,
           scheduler: str | None, workers: int | None, report_file: Path | None, markdown_file: Path | None,
@@ -113,12 +123,9 @@ def dedup(src: Path, dst: Path | None, from_: str | None, to: str, images: str, 
             emb = np.load(embeddings, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read embeddings: {exc}", file=embeddings) from None
-    ex = _executor(scheduler, workers)
-    try:
+    with _executor(scheduler, workers) as ex:
         res = lib.dedup(ds, near=not no_near, max_distance=max_distance, embeddings=emb, cosine=cosine,
                         annotation_iou=None if no_annotations else annotation_iou, executor=ex)
-    finally:
-        ex.close()
     report = res.report()
     if dst is not None:
         _write(res.deduplicated(annotations=not no_annotations), dst, to, images)
@@ -163,10 +170,7 @@ def _pad_pairs(values: tuple[str, ...]) -> dict[int | str, float]:
               help="First grow every box by this many pixels on each side.")
 @click.option("--pad-class", multiple=True, metavar="CLASS=PIXELS",
               help="Padding for one class (name or id), overriding --pad; repeatable.")
-@report_option
-@markdown_option
-@json_option
-@handle_errors
+@report_options
 def consensus(src: Path, dst: Path, from_: str | None, to: str, images: str, iou: float, min_iou: float, merge: str,
               per_class: bool, min_votes: int, lines_to_boxes: bool, line_min_side: float, pad: float,
               pad_class: tuple[str, ...], report_file: Path | None, markdown_file: Path | None,
@@ -205,10 +209,7 @@ def consensus(src: Path, dst: Path, from_: str | None, to: str, images: str, iou
 @click.option("--no-manifest", is_flag=True, help="No split manifest (it reads every image to hash it).")
 @scheduler_option
 @workers_option
-@report_option
-@markdown_option
-@json_option
-@handle_errors
+@report_options
 def split(src: Path, dst: Path, from_: str | None, to: str, images: str, group_by: tuple[str, ...],
           group_pattern: str | None, ratios: str, names: str | None, seed: int, no_stratify: bool, max_distance: int,
           manifest_file: Path | None, no_manifest: bool, scheduler: str | None, workers: int | None,
@@ -224,11 +225,8 @@ def split(src: Path, dst: Path, from_: str | None, to: str, images: str, group_b
     if "duplicate" in group_by:
         from .dedup import dedup as find_dups
 
-        ex = _executor(scheduler, workers)
-        try:
+        with _executor(scheduler, workers) as ex:
             dup_groups = find_dups(ds, max_distance=max_distance, annotation_iou=None, executor=ex).group
-        finally:
-            ex.close()
     res = lib.split(ds, ratio_list, names=name_list, group_by=group_by, pattern=group_pattern, seed=seed,
                     stratify=not no_stratify, duplicate_groups=dup_groups)
     manifest = None if no_manifest else split_manifest(res.dataset)  # before writing: a missing image stops here
@@ -252,10 +250,7 @@ def split(src: Path, dst: Path, from_: str | None, to: str, images: str, group_b
 @max_distance_option
 @scheduler_option
 @workers_option
-@report_option
-@markdown_option
-@json_option
-@handle_errors
+@report_options
 def leakage(src: Path, from_: str | None, columns: tuple[str, ...], pattern: str | None, no_duplicates: bool,
             max_distance: int, scheduler: str | None, workers: int | None, report_file: Path | None,
             markdown_file: Path | None, as_json: bool) -> None:
@@ -263,12 +258,9 @@ def leakage(src: Path, from_: str | None, columns: tuple[str, ...], pattern: str
     from . import leakage as lib
 
     ds = _read(src, from_)
-    ex = _executor(scheduler, workers)
-    try:
+    with _executor(scheduler, workers) as ex:
         report = lib.leakage(ds, columns=list(columns) or None, pattern=pattern, duplicates=not no_duplicates,
                              max_distance=max_distance, executor=ex)
-    finally:
-        ex.close()
     _finish(report, "leakage-report", lib.render_markdown(report), as_json, report_file, markdown_file)
     sys.exit(EXIT_FINDINGS if report["leaking"] else EXIT_OK)
 
