@@ -37,7 +37,7 @@ from imagine.kernel import Finding, InputError, safe_join
 from ..geometry import corners_to_rbox, envelope, rbox_corners
 from ..model import Dataset, dumps_attrs, loads_attrs
 from . import Format, ReadContext, WriteContext, register
-from .via import num_text, report_common_losses
+from .via import num_text, read_text, report_common_losses
 
 FILE_NAME = "report.csv"
 IMAGE_COLUMNS = ("annotation_label_id", "label_id", "label_name", "label_hierarchy", "user_id", "firstname",
@@ -58,12 +58,7 @@ USER_KEYS = ("user_id", "firstname", "lastname", "created_at")
 
 def _parse_rows(path: Path) -> tuple[list[str], str, Iterator[tuple[int, list[str]]]]:
     """Header, delimiter and an iterator of (line number, fields) of a BIIGLE CSV; errors name the line."""
-    try:
-        text = path.read_text("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}", file=path) from None
+    text = read_text(path)
     first = text.split("\n", 1)[0]
     delim = ";" if first.count(";") > first.count(",") else ","
     rows = _split(text, delim, path)

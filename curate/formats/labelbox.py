@@ -24,7 +24,7 @@ from imagine.schemas import validate
 from ..geometry import envelope
 from ..model import Dataset, dumps_attrs
 from . import Format, ReadContext, register
-from .via import as_float, parse_json, read_sizes, schema_error
+from .via import as_float, parse_json, read_head, read_sizes, read_text, schema_error
 
 
 def _source(path: Path) -> Path | None:
@@ -40,22 +40,15 @@ def detect(path: Path) -> int:
     src = _source(path)
     if src is None:
         return 0
-    try:
-        with src.open("r", encoding="utf-8-sig", errors="replace") as fh:
-            head = fh.read(4096)
-    except OSError:
+    head = read_head(src)
+    if head is None:
         return 0
     return 90 if '"data_row"' in head and ('"projects"' in head or '"media_attributes"' in head) else 0
 
 
 def _lines(src: Path) -> list[tuple[int, Any]]:
     """(line number, parsed row) of an NDJSON file (or of a JSON array of rows)."""
-    try:
-        text = src.read_text("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=src) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror}", file=src) from None
+    text = read_text(src)
     if text.lstrip().startswith("["):
         doc = parse_json(text, src)
         return [(0, r) for r in doc]

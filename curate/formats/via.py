@@ -34,18 +34,31 @@ CSV_COLUMNS = ("filename", "file_size", "file_attributes", "region_count", "regi
 
 
 # ------------------------------------------------------------------------------------------ shared helpers
-# (also used by the supervisely and labelbox modules)
+# (also used by the supervisely, labelbox and biigle modules)
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; malformed or truncated JSON → InputError with line and column."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (BOM dropped); unreadable or not UTF-8 → InputError naming the byte."""
     try:
-        text = path.read_text("utf-8-sig")
+        return path.read_text("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", file=path) from None
-    return parse_json(text, path)
+
+
+def read_head(path: Path) -> str | None:
+    """The first 4096 characters of a file for format detection (bad bytes replaced); None when unreadable."""
+    try:
+        with path.open("r", encoding="utf-8-sig", errors="replace") as fh:
+            return fh.read(4096)
+    except OSError:
+        return None
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; malformed or truncated JSON → InputError with line and column."""
+    return parse_json(read_text(path), path)
 
 
 def parse_json(text: str, path: Path, line_offset: int = 0, place_prefix: str = "") -> Any:
@@ -195,10 +208,8 @@ def _json_candidate(path: Path) -> Path | None:
 
 
 def _sniff(p: Path) -> int:
-    try:
-        with p.open("r", encoding="utf-8-sig", errors="replace") as fh:
-            head = fh.read(4096)
-    except OSError:
+    head = read_head(p)
+    if head is None:
         return 0
     if p.suffix.lower() == ".csv":
         first = head.splitlines()[0] if head else ""
