@@ -6,6 +6,7 @@ import json
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -147,7 +148,7 @@ def test_panoptic_read_and_write(tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_dataset(ds, out, "coco", images="none")
     back = json.loads((out / "annotations.json").read_text())
-    assert back["annotations"][0]["segments_info"] == doc["annotations"][0]["segments_info"]  # type: ignore[index]
+    assert back["annotations"][0]["segments_info"] == doc["annotations"][0]["segments_info"]
     png = np.asarray(Image.open(out / "annotations" / "a.png"), dtype=np.uint32)
     assert np.array_equal(png[..., 0] + 256 * png[..., 1] + 65536 * png[..., 2], idmap)
     again = read_dataset(out / "annotations.json", panoptic_dir=str(out / "annotations"))
@@ -179,19 +180,20 @@ def datasets(draw: st.DrawFn) -> Dataset:
     """Random datasets of what COCO can hold: every kind it has, crowd, scores, tracks, attributes."""
     n_img = draw(st.integers(1, 4))
     cat_ids = draw(st.lists(st.integers(0, 1000), min_size=1, max_size=4, unique=True))
-    images = []
+    images: list[dict[str, Any]] = []
     for i in range(n_img):
         images.append({"id": draw(st.integers(1, 10**9)) * 10 + i, "file_name": f"d{i}/im{i}.jpg",
                        "width": draw(st.integers(4, 40)), "height": draw(st.integers(4, 40)),
                        "split": draw(st.sampled_from([None, "train", "val"])),
                        "latitude": draw(st.one_of(st.none(), st.floats(-90, 90)))})
     coord = st.floats(0, 40, allow_nan=False)
-    anns = []
+    anns: list[dict[str, Any]] = []
     for k in range(draw(st.integers(0, 8))):
         im = draw(st.sampled_from(images))
         kind = draw(st.sampled_from(["box", "polygon", "mask", "keypoints"]))
         box = [draw(coord) for _ in range(4)]
-        row = {"id": k + 1, "image_id": im["id"], "category_id": draw(st.sampled_from(cat_ids)), "kind": kind,
+        row: dict[str, Any] = {
+               "id": k + 1, "image_id": im["id"], "category_id": draw(st.sampled_from(cat_ids)), "kind": kind,
                "bbox_x": box[0], "bbox_y": box[1], "bbox_w": box[2], "bbox_h": box[3],
                "area": draw(coord), "iscrowd": draw(st.booleans()),
                "score": draw(st.one_of(st.none(), st.floats(0, 1))),
@@ -269,7 +271,7 @@ def test_wrong_types_give_a_json_pointer(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         read_dataset(src, "coco")
     assert exc.value.place == "/annotations/1/bbox"
-    findings = get_format("coco").check(src)  # type: ignore[misc]
+    findings = get_format("coco").check(src)
     assert [f.place for f in findings] == ["/annotations/1/bbox"]
 
 

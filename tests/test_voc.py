@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def voc_sets(draw: st.DrawFn) -> Dataset:
                "height": draw(st.integers(1, 4000)), "split": splits[i]} for i in range(n)]
     names = draw(st.lists(st.text("abcxyz <&>é", min_size=1, max_size=6).map(str.strip).filter(bool),
                           min_size=1, max_size=3, unique=True))
-    anns = []
+    anns: list[dict[str, Any]] = []
     for im in images:
         for _ in range(draw(st.integers(0, 3))):
             f = st.floats(-50, 5000, allow_nan=False, allow_infinity=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,9 +182,10 @@ def test_pose_and_obb_round_trip(tmp_path: Path) -> None:
 @st.composite
 def detect_sets(draw: st.DrawFn) -> Dataset:
     n = draw(st.integers(1, 4))
-    images = [{"id": i + 1, "file_name": f"images/train/im{i}.png", "width": draw(st.integers(1, 300)),
-               "height": draw(st.integers(1, 300)), "split": "train"} for i in range(n)]
-    anns = []
+    images: list[dict[str, Any]] = [
+        {"id": i + 1, "file_name": f"images/train/im{i}.png", "width": draw(st.integers(1, 300)),
+         "height": draw(st.integers(1, 300)), "split": "train"} for i in range(n)]
+    anns: list[dict[str, Any]] = []
     for k in range(draw(st.integers(0, 10))):
         im = draw(st.sampled_from(images))
         f = st.floats(-10, 400, allow_nan=False)
