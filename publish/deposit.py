@@ -520,6 +520,17 @@ def _finish(client: ZenodoClient, folder: Path, state: dict[str, Any], t: dict[s
     return result
 
 
+def _checked_start(folder: Path, target: str | None, client: ZenodoClient | None, dry_run: bool,
+                   min_fair: float | None, force: bool) -> tuple[DepositResult, dict[str, Any], list[LocalFile]]:
+    """The result to fill, the metadata and the files, once the local checks and the FAIR gate have passed."""
+    result = DepositResult(resolve_target(target) if client is None else client.base_url, None, None, None, None,
+                           "planned" if dry_run else "draft")
+    meta, files, findings = validate_deposit(folder)
+    _gate(folder, findings, force, result.warnings)
+    result.fair_score = _fair_gate(folder, min_fair, force, result.warnings)
+    return result, meta, files
+
+
 def deposit(folder: str | os.PathLike[str], target: str | None = None, *, token: str | None = None,
             min_fair: float | None = None, force: bool = False, dry_run: bool = False,
             client: ZenodoClient | None = None) -> DepositResult:
@@ -528,11 +539,7 @@ def deposit(folder: str | os.PathLike[str], target: str | None = None, *, token:
     Safe to re-run after any failure: it resumes from the saved state and the server's files.
     """
     folder = Path(folder)
-    result = DepositResult(resolve_target(target) if client is None else client.base_url, None, None, None, None,
-                           "planned" if dry_run else "draft")
-    meta, files, findings = validate_deposit(folder)
-    _gate(folder, findings, force, result.warnings)
-    result.fair_score = _fair_gate(folder, min_fair, force, result.warnings)
+    result, meta, files = _checked_start(folder, target, client, dry_run, min_fair, force)
     if dry_run:
         result.plan = plan(folder, target)
         return result
@@ -588,11 +595,7 @@ def new_version(folder: str | os.PathLike[str], target: str | None = None, *, to
     """Publish the folder as a new version of its record: full metadata re-sent, changed files replaced,
     unchanged ones kept (imported by Zenodo), removed ones deleted; resumable like ``deposit``."""
     folder = Path(folder)
-    result = DepositResult(resolve_target(target) if client is None else client.base_url, None, None, None, None,
-                           "planned" if dry_run else "draft")
-    meta, files, findings = validate_deposit(folder)
-    _gate(folder, findings, force, result.warnings)
-    result.fair_score = _fair_gate(folder, min_fair, force, result.warnings)
+    result, meta, files = _checked_start(folder, target, client, dry_run, min_fair, force)
     if dry_run:
         result.plan = plan(folder, target, new_version_of=True)
         return result
