@@ -192,6 +192,14 @@ def _plots(ds: Dataset, result: AuditResult, out: Path, root: str | None) -> lis
     import matplotlib.pyplot as plt
 
     made: list[tuple[str, str]] = []
+
+    def save(fig: Any, title: str, file: str, dpi: int = 100) -> None:
+        """Lay the figure out, save it as ``out/file``, close it and list it under ``title``."""
+        fig.tight_layout()
+        fig.savefig(out / file, dpi=dpi)
+        plt.close(fig)
+        made.append((title, file))
+
     bal = result.report["bias"]["class_balance"]
     names = [r["name"] for r in bal["per_class"]]
     counts = [r["annotations"] for r in bal["per_class"]]
@@ -200,10 +208,7 @@ def _plots(ds: Dataset, result: AuditResult, out: Path, root: str | None) -> lis
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("annotations")
     ax.set_title("Class histogram")
-    fig.tight_layout()
-    fig.savefig(out / "class-histogram.png", dpi=100)
-    plt.close(fig)
-    made.append(("Class histogram", "class-histogram.png"))
+    save(fig, "Class histogram", "class-histogram.png")
 
     bs = result.report["bias"]["views"].get("box_size")
     if bs:
@@ -217,10 +222,7 @@ def _plots(ds: Dataset, result: AuditResult, out: Path, root: str | None) -> lis
         ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("sqrt(box area) px")
         ax.set_title("Box size per class")
-        fig.tight_layout()
-        fig.savefig(out / "box-sizes.png", dpi=100)
-        plt.close(fig)
-        made.append(("Box size per class", "box-sizes.png"))
+        save(fig, "Box size per class", "box-sizes.png")
 
     dts = [_parse_dt(s) for s in ds.images.column("datetime").to_pylist()]
     group_col = "site" if any(v is not None for v in ds.images.column("site").to_pylist()) else "video"
@@ -247,10 +249,7 @@ def _plots(ds: Dataset, result: AuditResult, out: Path, root: str | None) -> lis
         ax.set_yticks(range(len(keys)), keys, fontsize=7)
         ax.set_title(f"Images per {group_col if keys != ['tracks'] else 'month (tracks)'} × month")
         fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out / "site-month.png", dpi=100)
-        plt.close(fig)
-        made.append((f"{group_col} × month", "site-month.png"))
+        save(fig, f"{group_col} × month", "site-month.png")
 
     li = result.report.get("label_issues")
     if li and li.get("top") and root:
@@ -272,10 +271,7 @@ def _plots(ds: Dataset, result: AuditResult, out: Path, root: str | None) -> lis
             given = t["given"] if isinstance(t["given"], str) else ",".join(t["given"])
             sugg = t["suggested"] if isinstance(t["suggested"], str) else ",".join(t["suggested"])
             ax.set_title(f"{given} → {sugg}\nq={t['label_quality']:.3f}", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "label-issues.png", dpi=90)
-        plt.close(fig)
-        made.append(("Suspect labels (given → suggested)", "label-issues.png"))
+        save(fig, "Suspect labels (given → suggested)", "label-issues.png", dpi=90)
     return made
 
 
