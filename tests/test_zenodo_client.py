@@ -24,6 +24,7 @@ from imagine.publish.zenodo import (
     load_token,
     resolve_target,
 )
+from tests.helpers import local_repository
 
 TOKEN = "s3cret-token-never-shown-7f3e"
 META = {"upload_type": "dataset", "title": "Marine litter drone survey", "description": "Drone images.",
@@ -32,10 +33,7 @@ META = {"upload_type": "dataset", "title": "Marine litter drone survey", "descri
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    srv = start_server(tmp_path / "repo", tokens={TOKEN: 1})
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    yield from local_repository(tmp_path, TOKEN)
 
 
 def client(server: Any, **kw: Any) -> ZenodoClient:

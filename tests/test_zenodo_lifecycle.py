@@ -22,6 +22,7 @@ from imagine.publish import deposit as D
 from imagine.publish.cli import main
 from imagine.publish.localrepo import Fault, FaultPlan, start_server
 from imagine.publish.zenodo import ZenodoClient
+from tests.helpers import local_repository
 
 SAMPLE = Path(__file__).parents[1] / "curate" / "sample" / "aquarium"
 TOKEN = "lifecycle-token-0b9d2c"
@@ -35,10 +36,7 @@ META = {"upload_type": "dataset", "title": "Aquarium fish detection sample", "ve
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    srv = start_server(tmp_path / "repo", tokens={TOKEN: 1})
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    yield from local_repository(tmp_path, TOKEN)
 
 
 def client(server: Any, **kw: Any) -> ZenodoClient:
