@@ -243,8 +243,8 @@ def read(path: Path, ctx: ReadContext) -> Dataset:
             if cand.is_dir():
                 imgs = [p for p in _list_images(cand) if p.resolve() not in seen]
                 if imgs:
-                    report.add("split-not-in-config", "a split folder not named in the config was read too",
-                               f"{split}: {cand}")
+                    report.note("split-not-in-config", "a split folder not named in the config was read too",
+                                f"{split}: {cand}")
                 for img in imgs:
                     seen.add(img.resolve())
                     split_images.append((split, img))
