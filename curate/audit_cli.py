@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 import numpy as np
+
 from imagine.kernel import InputError, atomic_write, dump_json
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
 from imagine.kernel import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, ImagineError, dump_json, set_quiet
 
 F = TypeVar("F", bound=Callable[..., Any])

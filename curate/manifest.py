@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
 from imagine.kernel import InputError, progress, safe_join
 
 from .model import Dataset

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from imagine.kernel import Finding, InputError, RemoteError, atomic_dir, safe_join
 from imagine.schemas import validate as schema_validate
 from imagine.vocab import bundle

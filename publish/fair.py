@@ -598,6 +598,7 @@ def ask_fair_eva(url: str, record_id: str, *, repo: str = "oai_pmh", api_endpoin
     Returns ``{"url", "score", "principles", "indicators": {id: points}}``.
     """
     import requests
+
     from imagine.vocab.http import USER_AGENT
 
     endpoint = url.rstrip("/") + "/v1.0/rda/rda_all"

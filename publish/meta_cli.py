@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from imagine.kernel import EXIT_FINDINGS, EXIT_USAGE, Finding, ImagineError
 
 __all__ = ["COMMANDS"]

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset, loads_attrs
 from imagine.kernel import ConversionReport, InputError
-
 from tests.strategies import datasets
 
 FIX = Path(__file__).parent / "fixtures"

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rdflib import Graph, Literal, Namespace, URIRef
+from rdflib.namespace import DCTERMS, RDF, SKOS
+
 from imagine.curate.formats import formats
 from imagine.curate.model import Dataset
 from imagine.kernel import InputError, image_size
 from imagine.publish.cli import main
 from imagine.publish.describe import OUTPUT_FILES, check_description, describe, load_description, orcid_ok
 from imagine.publish.shacl import validate_dir
-from rdflib import Graph, Literal, Namespace, URIRef
-from rdflib.namespace import DCTERMS, RDF, SKOS
 
 FIX = Path(__file__).parent / "fixtures"
 META = FIX / "publish"

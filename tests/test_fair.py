@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from imagine.kernel import InputError, RemoteError
 from imagine.publish.cli import main
 from imagine.publish.describe import describe
@@ -22,7 +23,6 @@ from imagine.publish.fair import (
     weighted,
     zenodo_cap,
 )
-
 from tests.test_describe import META, use_case_dataset
 from tests.test_vocab_server import serve
 

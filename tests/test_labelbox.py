@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, get_format, read_dataset
 from imagine.curate.model import loads_attrs

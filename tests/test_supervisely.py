@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
+from PIL import Image
+from pycocotools import mask as mask_utils
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, get_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset, loads_attrs
 from imagine.kernel import InputError
-from PIL import Image
-from pycocotools import mask as mask_utils
-
 from tests.strategies import datasets
 
 PROJECT = Path(__file__).parent / "fixtures" / "supervisely" / "project"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
+from PIL import Image
+
 from imagine.curate.cli import main
 from imagine.curate.formats import convert, detect_format, read_dataset, write_dataset
 from imagine.curate.model import Dataset, loads_attrs
 from imagine.kernel import ConversionReport, InputError
-from PIL import Image
-
 from tests.strategies import datasets
 
 FIX = Path(__file__).parent / "fixtures"

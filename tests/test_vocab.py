@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from imagine.kernel import RemoteError
 from imagine.publish.cli import main
 from imagine.vocab import HttpClient, OfflineMiss, bundle, is_non_taxon, match_labels, read_mapping, write_mapping
 from imagine.vocab.services import Gbif, Nvs, Worms
-
 from tests.test_vocab_server import serve
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from imagine.kernel import Finding, InputError, safe_join
 from imagine.schemas import validate
 
