@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from imagine.curate.model import Dataset
 from imagine.publish.describe import describe
 from imagine.publish.fair import fair_score
