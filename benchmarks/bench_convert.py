@@ -104,9 +104,10 @@ def main() -> None:
                     rows.append((tool, target, None, None, None, "not installed"))
                     continue
                 src = args.coco.resolve()
-                if tool == "datumaro":  # its COCO importer wants annotations/instances_<subset>.json
+                if tool == "datumaro":  # its importer wants annotations/instances_<subset>.json
                     link = scratch / "dm" / "annotations" / "instances_default.json"
                     link.parent.mkdir(parents=True, exist_ok=True)
+                    (scratch / "dm" / "images").mkdir(exist_ok=True)  # and an images/ folder beside
                     if not link.exists():
                         link.symlink_to(src)
                     src = scratch / "dm"
