@@ -69,7 +69,7 @@ def run_demo(out: Path, *, epochs: int = 2, max_steps: int | None = 12) -> DemoR
                 overwrite=True)
         dep = publish_dataset(out / "deposit", local_root=out / "localrepo")
         info: dict[str, Any] = {"doi": dep.doi, "record_id": dep.record_id, "url": dep.url, "state": dep.state}
-        result.add("deposit", f"published to the local repository: DOI {dep.doi} ({dep.url})", info,
-                   ok=dep.state == "published")
+        result.add("deposit", f"published to the local repository: DOI {dep.doi}; browse it with "
+                   f"`imagine-publish serve --root {out / 'localrepo'}`", info, ok=dep.state == "published")
         dump_json(result.as_dict(), out / "demo.json")
     return result
