@@ -172,6 +172,73 @@ def test_chunked_parse_of_large_files_equals_a_whole_parse() -> None:
         assert _loads_chunked(text, chunk=1000) == big  # cut in slices, same document
 
 
+def _box_doc(n_img: int, n_ann: int, seed: int) -> dict[str, Any]:
+    """A box-only COCO document with mixed int/float numbers, crowd, a missing area and a null category."""
+    rng = np.random.default_rng(seed)
+    anns: list[dict[str, Any]] = []
+    for k in range(n_ann):
+        a: dict[str, Any] = {"id": int(rng.integers(1, 10**12)), "image_id": int(rng.integers(1, n_img + 1)),
+                             "category_id": int(rng.integers(1, 4)),
+                             "bbox": [float(v) if rng.random() < 0.5 else int(v)
+                                      for v in np.round(rng.uniform(0, 500, 4), int(rng.integers(0, 17)))],
+                             "area": float(rng.uniform(0, 9e4)) if k % 7 else 12, "iscrowd": int(k % 13 == 0),
+                             "segmentation": []}
+        if k % 11 == 5:
+            del a["area"]
+        if k % 17 == 3:
+            a["category_id"] = None
+        anns.append(a)
+    return {"info": {"year": 2026}, "licenses": [],
+            "images": [{"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 480} for i in range(1, n_img + 1)],
+            "annotations": anns, "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]}
+
+
+@pytest.mark.parametrize("dumps", [orjson.dumps, lambda d: json.dumps(d).encode()], ids=["compact", "python-json"])
+def test_arrow_parse_of_box_only_files_equals_the_general_path(tmp_path: Path, dumps: Any) -> None:
+    from imagine.curate.formats.coco import _arrow_boxes
+
+    p = tmp_path / "boxes.json"
+    p.write_bytes(dumps(_box_doc(50, 3000, seed=1)))
+    assert _arrow_boxes(p) is not None  # the fast path really ran
+    fast, slow = read_dataset(p, "coco", parser="arrow"), read_dataset(p, "coco", parser="python")
+    assert fast.equals(slow, check_info=True)
+    assert fast.annotations.column("bbox_x").to_pylist() == [float(a["bbox"][0]) for a in
+                                                               _box_doc(50, 3000, seed=1)["annotations"]]
+
+
+@pytest.mark.parametrize("change", ["polygon", "string-id", "extra-key", "pretty", "brace-in-string",
+                                    "nested-objects", "bbox-3", "bool-bbox"])
+def test_arrow_parse_gives_way_to_the_general_path(tmp_path: Path, change: str) -> None:
+    """Whatever the Arrow path does not read exactly as the general path does makes it give way."""
+    from imagine.curate.formats.coco import _arrow_boxes
+
+    doc = _box_doc(5, 40, seed=2)
+    a = doc["annotations"][17]
+    if change == "polygon":
+        a["segmentation"] = [[1, 1, 9, 1, 9, 9]]
+    elif change == "string-id":
+        a["id"] = "ann-17"
+    elif change == "extra-key":
+        a["occluded"] = True
+    elif change == "brace-in-string":
+        doc["annotations"] = [{**x, "note": "a},{b"} for x in doc["annotations"]]
+    elif change == "nested-objects":
+        a["parts"] = [{"x": 1}, {"y": 2}]
+    elif change == "bbox-3":
+        a["bbox"] = a["bbox"][:3]
+    elif change == "bool-bbox":
+        a["bbox"][0] = True
+    p = tmp_path / "a.json"
+    p.write_bytes(json.dumps(doc, indent=1).encode() if change == "pretty" else orjson.dumps(doc))
+    assert _arrow_boxes(p) is None
+    if change in ("bbox-3",):
+        with pytest.raises(InputError):
+            read_dataset(p, "coco", parser="arrow")
+        return
+    fast, slow = read_dataset(p, "coco", parser="arrow"), read_dataset(p, "coco", parser="python")
+    assert fast.equals(slow, check_info=True)
+
+
 # ------------------------------------------------------------------------------------------ round trips
 
 

@@ -32,12 +32,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imagine.kernel import InputError, image_size, progress, safe_join
+from imagine.kernel import ConversionReport, InputError, image_size, progress, safe_join
 
 from ..model import Dataset, dumps_attrs, loads_attrs
 from . import Format, ReadContext, WriteContext, register
+from .bulk import BATCH, FileWriter, check_unique, make_dirs, num_strings
 from .coco import suspicious_names
-from .yolo import _report_common, join_groups, make_dirs, num_strings, write_files
+from .yolo import _report_common
 
 OBJECT_TAGS = ("pose", "truncated", "difficult", "occluded")
 _NUM = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
@@ -300,76 +301,57 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
         if k not in ("box", "label"):
             report.add("rotation-dropped" if k == "rbox" else f"{k}-to-box",
                        f"VOC holds boxes only; {k} written as its bounding box", count=nk)
-    kind_o = np.asarray(a.column("kind").to_numpy(zero_copy_only=False), dtype=object)[order] \
-        if a.num_rows else np.zeros(0, dtype=object)
-    drop = np.isnan(x) | np.isnan(x1) | (kind_o == "label")
+    drop = np.isnan(x) | np.isnan(x1)
+    if "label" in kinds:
+        drop |= np.asarray(pc.equal(a.column("kind"), "label").to_numpy(zero_copy_only=False), dtype=bool)[order]
     ids_o = a.column("id").to_numpy()[order] if a.num_rows else np.zeros(0)
     report.add_many("label-dropped", "whole-image labels and shapes without coordinates have no VOC form",
                     (int(ids_o[i]) for i in np.flatnonzero(drop)), int(drop.sum()))
-    # Numbers as Arrow writes them: the shortest form that reads back to the same float64.
-    post = pc.binary_join_element_wise(
-        "\t\t<bndbox>\n\t\t\t<xmin>", num_strings(x), "</xmin>\n\t\t\t<ymin>", num_strings(y),
-        "</ymin>\n\t\t\t<xmax>", num_strings(x1), "</xmax>\n\t\t\t<ymax>", num_strings(y1),
-        "</ymax>\n\t\t</bndbox>\n\t</object>\n", "")
-    pre = pc.binary_join_element_wise("\t<object>\n\t\t<name>", cat_names, "</name>\n", "")
-    extra = [""] * len(pre)
-    attrs_o = np.asarray(a.column("attributes").to_pylist(), dtype=object)[order] if a.num_rows else []
     crowd_o = np.asarray(a.column("iscrowd").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)[order] \
         if a.num_rows else np.zeros(0, bool)
-    n_crowd = int(crowd_o.sum())
     report.add("crowd-flag-nonstandard", "crowd objects marked <iscrowd>1</iscrowd>, which other VOC readers ignore",
-               count=n_crowd)
-    for j in np.flatnonzero(np.asarray([s is not None for s in attrs_o], dtype=bool) | crowd_o) if len(pre) \
-            else []:
-        d = loads_attrs(attrs_o[j])
-        parts = [_py_to_xml(t, d.pop(t), "\t\t") for t in OBJECT_TAGS if t in d]
-        nested = {k: v for k, v in d.items() if isinstance(v, dict | list)}
-        flat = {k: v for k, v in d.items() if k not in nested}
-        parts += [_py_to_xml(k, v, "\t\t") for k, v in nested.items()]
-        if flat:
-            parts.append("\t\t<attributes>\n" + "".join(
-                f"\t\t\t<attribute>\n\t\t\t\t<name>{escape(k)}</name>\n\t\t\t\t<value>{_xml_scalar(v)}</value>\n"
-                "\t\t\t</attribute>\n" for k, v in flat.items()) + "\t\t</attributes>\n")
-        if crowd_o[j]:
-            parts.append("\t\t<iscrowd>1</iscrowd>\n")
-        extra[j] = "".join(parts)
+               count=int(crowd_o.sum()))
+    extra = _object_extras(a, order, crowd_o)
     file_names = im.column("file_name").to_pylist()
-    widths = im.column("width").to_pylist()
-    heights = im.column("height").to_pylist()
-    im_attrs = im.column("attributes").to_pylist()
-    splits = im.column("split").to_pylist()
-    report.add("size-unknown", "image size unknown; <size> written without width/height",
-               count=sum(1 for w, h in zip(widths, heights, strict=True) if w is None or h is None))
-    xml_paths: list[str] = []
-    stems: list[str] = []
-    objs = pc.binary_join_element_wise(pre, pa.array(extra, pa.string()), post, "") if any(extra) else \
-        pc.binary_join_element_wise(pre, post, "")
-    del pre, post
-    counts = ends - starts
-    bodies = join_groups(objs, np.repeat(np.arange(im.num_rows), counts), im.num_rows, drop, "", "")
-    del objs
-    contents = bodies  # filled in place below: one list of documents, not two
     for i in suspicious_names(file_names):
         safe_join(out, file_names[i], place=f"images row {i}")
-    for i, fn in enumerate(file_names):
-        dot = fn.rfind(".")
-        stem = fn[:dot] if dot > fn.rfind("/") else fn
-        stems.append(stem)
-        xml_paths.append(f"Annotations/{stem}.xml")
-        d = loads_attrs(im_attrs[i]) if im_attrs[i] else {}
-        depth = d.pop("channels", None)
-        folder = d.pop("folder", None)
-        size = "" if widths[i] is None else f"\t\t<width>{widths[i]}</width>\n"
-        size += "" if heights[i] is None else f"\t\t<height>{heights[i]}</height>\n"
-        size += "" if depth is None else f"\t\t<depth>{_xml_scalar(depth)}</depth>\n"
-        head = "<annotation>\n" + ("" if folder is None else _py_to_xml("folder", folder, "\t")) + \
-            f"\t<filename>{escape(fn)}</filename>\n\t<size>\n{size}\t</size>\n" + \
-            "".join(_py_to_xml(k, v, "\t") for k, v in d.items())
-        contents[i] = head + bodies[i] + "</annotation>\n"
+    stems = [fn[:dot] if (dot := fn.rfind(".")) > fn.rfind("/") else fn for fn in file_names]
+    xml_paths = [f"Annotations/{stem}.xml" for stem in stems]
+    check_unique(xml_paths, file_names, "XML file")
+    heads = _heads(im, report)
+    n_img = im.num_rows
+    keep = ~drop
+    img_row = np.repeat(np.arange(n_img), ends - starts)
+    kept = np.bincount(img_row[keep], minlength=n_img) if len(img_row) else np.zeros(n_img, np.int64)
     make_dirs(out, [*xml_paths, "ImageSets/Main/x"])
-    write_files(out, xml_paths, contents, workers=int(ctx.options.get("workers", 1)))
+    # Each object's XML is built in Arrow; the first object of an image carries the image's head and
+    # the last one the closing tag, so a file is one slice of the batch's buffer (see .bulk).
+    with FileWriter(out, ctx.options.get("threads")) as files:
+        for i0 in progress(range(0, n_img, BATCH), total=-(-n_img // BATCH), desc="writing XML", unit="batch"):
+            i1 = min(n_img, i0 + BATCH)
+            sl = slice(int(starts[i0]), int(ends[i1 - 1])) if i1 > i0 else slice(0, 0)
+            k = kept[i0:i1]
+            last = np.cumsum(k) - 1
+            first = last - k + 1
+            m = int(last[-1]) + 1 if len(last) else 0
+            head_at = np.full(m, -1, dtype=np.int64)
+            head_at[first[k > 0]] = np.arange(i0, i1)[k > 0]
+            prefix = heads.take(pa.array(head_at, mask=head_at < 0)).fill_null("")
+            suffix = np.zeros(m, dtype=bool)
+            suffix[last[k > 0]] = True
+            ks = keep[sl]
+            pieces = [prefix, "\t<object>\n\t\t<name>", cat_names[sl.start:sl.stop].filter(pa.array(ks)), "</name>\n"]
+            if extra is not None:
+                pieces.append(extra[sl.start:sl.stop].filter(pa.array(ks)))
+            pieces += ["\t\t<bndbox>\n\t\t\t<xmin>", num_strings(x[sl][ks]), "</xmin>\n\t\t\t<ymin>",
+                       num_strings(y[sl][ks]), "</ymin>\n\t\t\t<xmax>", num_strings(x1[sl][ks]),
+                       "</xmax>\n\t\t\t<ymax>", num_strings(y1[sl][ks]), "</ymax>\n\t\t</bndbox>\n\t</object>\n",
+                       pc.if_else(pa.array(suffix), "</annotation>\n", ""), ""]
+            rows = pc.binary_join_element_wise(*pieces)
+            empty = {j - i0: (heads[j].as_py() + "</annotation>\n").encode() for j in np.flatnonzero(k == 0) + i0}
+            files.write_groups(xml_paths[i0:i1], rows, k, empty)
     by_split: dict[str, list[str]] = {}
-    for stem, sp in zip(stems, splits, strict=True):
+    for stem, sp in zip(stems, im.column("split").to_pylist(), strict=True):
         by_split.setdefault(sp or "default", []).append(stem)
     for sp, lst in by_split.items():
         (out / "ImageSets" / "Main" / f"{sp}.txt").write_text("\n".join(lst) + "\n", "utf-8")
@@ -382,6 +364,66 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     if ctx.images != "none":
         for fn in progress(file_names, desc="copying images", unit="img"):
             ctx.put_image(fn, out / "JPEGImages" / fn)
+
+
+def _object_extras(a: pa.Table, order: np.ndarray, crowd_o: np.ndarray) -> pa.Array | None:
+    """XML of each object's attributes and crowd flag (in ``order``), or None when no object has any."""
+    has_attrs = np.asarray(pc.is_valid(a.column("attributes")).to_numpy(zero_copy_only=False), dtype=bool)[order] \
+        if a.num_rows else np.zeros(0, bool)
+    rows = np.flatnonzero(has_attrs | crowd_o)
+    if not len(rows):
+        return None
+    attrs_o = a.column("attributes").take(pa.array(order[rows])).to_pylist()
+    extra: list[str] = [""] * len(order)
+    for j, raw in zip(rows.tolist(), attrs_o, strict=True):
+        d = loads_attrs(raw)
+        parts = [_py_to_xml(t, d.pop(t), "\t\t") for t in OBJECT_TAGS if t in d]
+        nested = {k: v for k, v in d.items() if isinstance(v, dict | list)}
+        flat = {k: v for k, v in d.items() if k not in nested}
+        parts += [_py_to_xml(k, v, "\t\t") for k, v in nested.items()]
+        if flat:
+            parts.append("\t\t<attributes>\n" + "".join(
+                f"\t\t\t<attribute>\n\t\t\t\t<name>{escape(k)}</name>\n\t\t\t\t<value>{_xml_scalar(v)}</value>\n"
+                "\t\t\t</attribute>\n" for k, v in flat.items()) + "\t\t</attributes>\n")
+        if crowd_o[j]:
+            parts.append("\t\t<iscrowd>1</iscrowd>\n")
+        extra[j] = "".join(parts)
+    return pa.array(extra, pa.string())
+
+
+def _heads(im: pa.Table, report: ConversionReport) -> pa.Array:
+    """Each image's XML up to its first object: file name, size, image attributes (in Arrow for the
+    plain images, in Python for the few with attributes or no size)."""
+    w, h = im.column("width"), im.column("height")
+    report.add("size-unknown", "image size unknown; <size> written without width/height",
+               count=int(pc.sum(pc.or_(pc.is_null(w), pc.is_null(h))).as_py() or 0))
+    fn = im.column("file_name")
+    for ch, ent in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        fn = pc.replace_substring(fn, ch, ent)
+    plain = pc.binary_join_element_wise("<annotation>\n\t<filename>", fn, "</filename>\n\t<size>\n\t\t<width>",
+                                        pc.cast(w, pa.string()), "</width>\n\t\t<height>", pc.cast(h, pa.string()),
+                                        "</height>\n\t</size>\n", "")
+    if not im.num_rows:
+        return pa.array([], pa.string())
+    special = np.flatnonzero(np.asarray(pc.is_null(plain).to_numpy(zero_copy_only=False), dtype=bool) | np.asarray(
+        pc.is_valid(im.column("attributes")).to_numpy(zero_copy_only=False), dtype=bool))
+    if not len(special):
+        return plain.combine_chunks() if isinstance(plain, pa.ChunkedArray) else plain
+    text: list[str | None] = [None] * im.num_rows
+    sub = im.take(pa.array(special))
+    for i, fname, wi, hi, raw in zip(special.tolist(), *(sub.column(c).to_pylist() for c in (
+            "file_name", "width", "height", "attributes")), strict=True):
+        d = loads_attrs(raw) if raw else {}
+        depth = d.pop("channels", None)
+        folder = d.pop("folder", None)
+        size = "" if wi is None else f"\t\t<width>{wi}</width>\n"
+        size += "" if hi is None else f"\t\t<height>{hi}</height>\n"
+        size += "" if depth is None else f"\t\t<depth>{_xml_scalar(depth)}</depth>\n"
+        text[i] = "<annotation>\n" + ("" if folder is None else _py_to_xml("folder", folder, "\t")) + \
+            f"\t<filename>{escape(fname)}</filename>\n\t<size>\n{size}\t</size>\n" + \
+            "".join(_py_to_xml(k, v, "\t") for k, v in d.items())
+    out = pc.coalesce(pa.array(text, pa.string()), plain)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 # ============================================================================================ detect

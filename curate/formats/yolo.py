@@ -13,8 +13,8 @@ category id and ``names`` is a dict when ids are not ``0..n-1`` so that ids surv
 coordinates are written with Python's shortest round-trip repr (or ``precision=N`` decimals).
 ``task`` (detect, segment, obb, pose) is chosen from the geometry kinds unless given. Everything
 YOLO cannot hold (crowd flags, scores, attributes, tracks, ids, shapes of another task) is counted
-in the report. Label strings are built with list comprehensions over NumPy columns and the files
-are written by two processes when there are many.
+in the report. Label lines are built in Arrow a batch of images at a time and written by threads
+(see :mod:`.bulk`).
 """
 
 from __future__ import annotations
@@ -34,58 +34,12 @@ from imagine.kernel import ConversionReport, InputError, UsageError, image_size,
 from ..geometry import corners_to_rbox, mask_to_polygons, rbox_corners, rle_to_mask
 from ..model import Dataset
 from . import Format, ReadContext, WriteContext, register
+from .bulk import BATCH, FileWriter, check_unique, make_dirs, num_strings
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm",
                             ".heic"})
 SPLITS = ("train", "val", "test")
 CONFIG_NAMES = ("data.yaml", "dataset.yaml", "data.yml")
-
-
-# ============================================================================================ files
-
-
-def write_files(out: Path, rel_paths: list[str], contents: list[str], *, workers: int = 1,
-                min_parallel: int = 4000) -> None:
-    """Write many small text files under ``out`` (folders must exist) with bare ``os.open``/``write``.
-
-    ``workers > 1`` forks helpers that share the work. Measured here it is slower: files created
-    in the same folder contend for its lock, and a forked parent holding a large dataset pays a
-    copy-on-write page fault for every string it touches (100 000 files: 3 s alone, 15 s forked).
-    """
-    n = len(rel_paths)
-    base = os.fspath(out)
-
-    def run(lo: int, step: int) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        for i in range(lo, n, step):
-            fd = os.open(f"{base}/{rel_paths[i]}", flags, 0o644)
-            try:
-                os.write(fd, contents[i].encode("utf-8"))
-            finally:
-                os.close(fd)
-
-    if workers < 2 or n < min_parallel or not hasattr(os, "fork"):
-        run(0, 1)
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=run, args=(k, workers)) for k in range(1, workers)]
-    for p in procs:
-        p.start()
-    try:
-        run(0, workers)
-    finally:
-        for p in procs:
-            p.join()
-    if any(p.exitcode != 0 for p in procs):
-        raise OSError(f"a writer process failed while writing under {out}")
-
-
-def make_dirs(out: Path, rel_paths: list[str]) -> None:
-    """Create the parent folders of ``rel_paths`` (each once)."""
-    for d in {os.path.dirname(p) for p in rel_paths}:
-        (out / d).mkdir(parents=True, exist_ok=True)
 
 
 # ============================================================================================ read
@@ -430,36 +384,6 @@ def _fmt(precision: int | None) -> Any:
     return lambda v: repr(round(v, p))
 
 
-def num_strings(values: np.ndarray, precision: int | None = None) -> pa.Array:
-    """Numbers → strings in Arrow (vectorised): the shortest form that reads back to the same
-    float64 (whole numbers without ``.0``), or rounded to ``precision`` decimals first."""
-    arr = pa.array(values, type=pa.float64())
-    if precision is not None:
-        arr = pc.round(arr, int(precision))
-    return pc.cast(arr, pa.string())
-
-
-def join_groups(lines: pa.Array | pa.ChunkedArray, group: np.ndarray, n_groups: int, drop: np.ndarray, sep: str,
-                tail: str) -> list[str]:
-    """Join string rows (sorted by ``group``) into one string per group, leaving out ``drop`` rows;
-    ``tail`` is appended to non-empty groups. Done in Arrow, not in a Python loop."""
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    keep = ~drop
-    if not keep.all():
-        lines = lines.filter(pa.array(keep))
-        group = group[keep]
-    counts = np.bincount(group, minlength=n_groups) if len(group) else np.zeros(n_groups, np.int64)
-    offsets = np.zeros(n_groups + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), lines)
-    joined = pc.binary_join(lists, sep)
-    if tail:
-        joined = pc.if_else(pa.array(counts > 0), pc.binary_join_element_wise(joined, tail, ""), "")
-    out: list[str] = joined.to_pylist()
-    return out
-
-
 def write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     from .coco import gc_paused
 
@@ -501,55 +425,70 @@ def _write(ds: Dataset, out: Path, ctx: WriteContext) -> None:
     if len(order) != a.num_rows:
         report.add("orphan-annotation", "annotations of an image id not in the images table; not written",
                    count=a.num_rows - len(order))
-    x = a.column("bbox_x").to_numpy()[order]
-    y = a.column("bbox_y").to_numpy()[order]
-    w = a.column("bbox_w").to_numpy()[order]
-    h = a.column("bbox_h").to_numpy()[order]
+    x, y, w, h = (a.column(c).to_numpy()[order] for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
     cat = a.column("category_id").to_numpy(zero_copy_only=False)[order]
-    cx, cy, nw, nh = (x + w / 2) / W, (y + h / 2) / H, w / W, h / H
-    cls = cat.tolist()
     precision = ctx.options.get("precision")
-    lines_arr = pc.binary_join_element_wise(pc.cast(pa.array(cat), pa.string()),
-                                            *(num_strings(v, precision) for v in (cx, cy, nw, nh)), " ")
-    lines: dict[int, str | None] = {}  # lines of the annotations that are not plain boxes
-    kind_o = np.asarray(a.column("kind").to_numpy(zero_copy_only=False), dtype=object)[order] if a.num_rows \
-        else np.zeros(0, dtype=object)
-    drop = np.isnan(x) | np.isnan(w) | (kind_o == "label")
+    drop = np.isnan(x) | np.isnan(w)
+    if set(kinds) - {"box"}:
+        kind_o = np.asarray(a.column("kind").to_numpy(zero_copy_only=False), dtype=object)[order]
+        drop |= kind_o == "label"
+        not_box = kind_o != "box"
+    else:
+        not_box = np.zeros(len(order), dtype=bool)
     if crowd == "skip" and a.num_rows:
         cr = np.asarray(a.column("iscrowd").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)[order]
         report.add("crowd-skipped", "crowd objects not written (crowd='skip')", count=int(cr.sum()))
         drop |= cr
-    special = np.flatnonzero((kind_o != "box") & ~drop)
+    special = np.flatnonzero(not_box & ~drop)
     k_max = 0
+    lines: dict[int, str | None] = {}  # lines of the annotations that are not plain boxes
     if len(special) or task != "detect":
         k_max = _special_lines(ds, order, special if task == "detect" else np.flatnonzero(~drop), lines, task, num,
-                       cls, W, H, report)
+                               cat.tolist(), W, H, report)
     ids_o = a.column("id").to_numpy()[order] if a.num_rows else np.zeros(0)
     report.add_many("label-dropped", "whole-image labels and shapes without coordinates have no YOLO form",
                     (int(ids_o[i]) for i in np.flatnonzero(drop)), int(drop.sum()))
+    override: pa.Array | None = None
     if lines:
-        rows = np.fromiter(lines, dtype=np.int64, count=len(lines))
-        override: list[str | None] = [None] * len(order)
+        text: list[str | None] = [None] * len(order)
         for j, ln in lines.items():
-            override[j] = ln
-        drop[rows[[lines[j] is None for j in rows.tolist()]]] = True
-        lines_arr = pc.coalesce(pa.array(override, pa.string()), lines_arr)
+            if ln is None:
+                drop[j] = True
+            else:
+                text[j] = ln + "\n"
+        override = pa.array(text, pa.string())
     splits = im.column("split").to_pylist()
     n_unsplit = sum(1 for s in splits if s is None)
     if n_unsplit:
         report.add("split-set-to-train", "images without a split listed under train", count=n_unsplit)
     img_paths, label_paths = _paths(file_names, splits)
+    check_unique(label_paths, file_names, "label file")
     moved = [fn for fn, ip in zip(file_names, img_paths, strict=True) if fn != ip]
     report.add_many("file-name-prefixed", "images placed under images/<split>/ (Ultralytics layout); their "
                     "file names are read back with that prefix", moved[:5], len(moved))
-    contents = join_groups(lines_arr, img_row, n_img, drop, "\n", "\n")
+    keep = ~drop
+    kept = np.bincount(img_row[keep], minlength=n_img) if len(img_row) else np.zeros(n_img, np.int64)
     make_dirs(out, label_paths)
-    write_files(out, label_paths, contents, workers=int(ctx.options.get("workers", 1)))
+    # Lines "cls cx cy w h\n" built in Arrow one batch of images at a time while threads write the last one.
+    with FileWriter(out, ctx.options.get("threads")) as files:
+        for i0 in progress(range(0, n_img, BATCH), total=-(-n_img // BATCH), desc="writing labels", unit="batch"):
+            i1 = min(n_img, i0 + BATCH)
+            r0, r1 = (int(starts[i0]), int(ends[i1 - 1])) if i1 > i0 else (0, 0)
+            sl = slice(r0, r1)
+            cx, cy = (x[sl] + w[sl] / 2) / W[sl], (y[sl] + h[sl] / 2) / H[sl]
+            rows = pc.binary_join_element_wise(
+                pc.cast(pa.array(cat[sl]), pa.string()), " ", num_strings(cx, precision), " ",
+                num_strings(cy, precision), " ", num_strings(w[sl] / W[sl], precision), " ",
+                num_strings(h[sl] / H[sl], precision), "\n", "")
+            if override is not None:
+                rows = pc.coalesce(override[r0:r1], rows)
+            if not keep[sl].all():
+                rows = rows.filter(pa.array(keep[sl]))
+            files.write_groups(label_paths[i0:i1], rows, kept[i0:i1])
     if ctx.images != "none":
         for fn, ip in progress(list(zip(file_names, img_paths, strict=True)), desc="copying images", unit="img"):
             ctx.put_image(fn, out / ip)
     _write_config(out, img_paths, splits, names, task, k_max, ds, ctx, report)
-
 
 def _special_lines(ds: Dataset, order: np.ndarray, rows: np.ndarray, lines: dict[int, str | None], task: str,
                    num: Any, cls: list[int], W: np.ndarray, H: np.ndarray, report: ConversionReport) -> int:
@@ -636,7 +575,7 @@ def _write_config(out: Path, img_paths: list[str], splits: list[str | None], nam
         key = {"valid": "val", "validation": "val"}.get(s, s)
         if key not in SPLITS:
             report.add("split-renamed", f"YOLO has train/val/test only; split {s!r} written as a list file", s)
-        dirs = sorted({os.path.dirname(p) for p in paths})
+        dirs = sorted({p.rpartition("/")[0] for p in paths})
         others = [p for o, ps in by_split.items() if o != s for p in ps]
         if len(dirs) == 1 and not lists and not any(p.startswith(dirs[0] + "/") for p in others):
             cfg[key] = dirs[0]
