@@ -7,10 +7,15 @@ touch ours): Datumaro (``Dataset.import_from(..., "coco_instances")`` → ``expo
 "voc_detection")``), globox (``AnnotationSet.from_coco`` → ``save_yolo_darknet`` /
 ``save_pascal_voc``) and panlabel (``panlabel convert -f coco -t yolo|voc --allow-lossy``).
 A peer that is not installed is listed as such. Outputs go to a scratch folder that is removed
-after each run (outside the timed part).
+after each run (outside the timed part), followed by ``sync`` and ``--settle`` seconds of rest:
+measured here, creating files in the seconds after 100 000 files were deleted is up to 10× slower
+(the next run would pay for the previous one's clean-up). ``--repeat`` runs rounds over all
+(tool, target) pairs, interleaved, and the table gives the median and every value. Each round
+starts with a disk probe (20 000 bare file creations in one folder) that says how fast the disk
+creates files at that moment, since that is most of every tool's time.
 
     python benchmarks/make_synth_coco.py /tmp/synth.json
-    python benchmarks/bench_convert.py /tmp/synth.json [--peer-python /work/bench-venv/bin/python]
+    python benchmarks/bench_convert.py /tmp/synth.json [--peer-python /work/bench-venv/bin/python] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +79,24 @@ def _count(folder: Path) -> int:
     return sum(len(f) for _, _, f in os.walk(folder))
 
 
+def _settle(seconds: float) -> None:
+    os.sync()
+    time.sleep(seconds)
+
+
+def _probe(scratch: Path, settle: float, n: int = 20_000) -> float:
+    """Seconds to create ``n`` empty files in a fresh folder (then removed, and the disk let settle)."""
+    d = scratch / "probe"
+    d.mkdir()
+    t = time.perf_counter()
+    for i in range(n):
+        os.close(os.open(d / f"{i:08d}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    took = time.perf_counter() - t
+    shutil.rmtree(d)
+    _settle(settle)
+    return took
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("coco", type=Path)
@@ -81,52 +105,72 @@ def main() -> None:
     ap.add_argument("--tools", default="imagine,panlabel,globox,datumaro")
     ap.add_argument("--scratch", type=Path, default=None)
     ap.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over every (tool, target)")
+    ap.add_argument("--settle", type=float, default=20, help="seconds of rest after removing an output")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     peer_py = args.peer_python if Path(args.peer_python).exists() else None
     panlabel = shutil.which("panlabel") or (str(Path(args.peer_python).parent / "panlabel")
                                             if peer_py and (Path(args.peer_python).parent / "panlabel").exists()
                                             else None)
-    rows: list[tuple[str, str, float | None, float | None, int | None, str]] = []
+    results: dict[tuple[str, str], list[tuple[float, float, int, str]]] = {}
+    missing: dict[tuple[str, str], str] = {}
+    probes: list[float] = []
+    _settle(args.settle)
+    for rnd in range(args.repeat):
+        probes.append(_probe(scratch, args.settle))
+        print(f"round {rnd + 1}: disk probe {probes[-1]:.2f} s for 20 000 file creations", flush=True)
+        for tool in args.tools.split(","):
+            for target in args.targets.split(","):
+                cmd = _command(tool, target, args, scratch, peer_py, panlabel)
+                if isinstance(cmd, str):
+                    missing[tool, target] = cmd
+                    continue
+                out = scratch / f"{tool}-{target}"
+                wall, rss, rc = _run(cmd, args.timeout)
+                files = _count(out) if out.exists() else 0
+                status = "ok" if rc == 0 else f"killed after {args.timeout:.0f} s" if rc == -9 else f"exit {rc}"
+                results.setdefault((tool, target), []).append((wall, rss, files, status))
+                print(f"{tool:9s} → {target:4s} {wall:7.2f} s  {rss:7.0f} MB  {files:7d} files  {status}", flush=True)
+                shutil.rmtree(out, ignore_errors=True)
+                _settle(args.settle)
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n{args.coco.name}, {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}, disk probes "
+          + ", ".join(f"{p:.2f}" for p in probes) + " s")
+    print("| tool | target | median wall s | all runs s | peak RSS MB | files | status |")
+    print("|---|---|---|---|---|---|---|")
     for tool in args.tools.split(","):
         for target in args.targets.split(","):
-            out = scratch / f"{tool}-{target}"
-            if tool == "imagine":
-                cmd = [sys.executable, "-c", OURS, str(args.coco), str(out), target]
-            elif tool == "panlabel":
-                if not panlabel:
-                    rows.append((tool, target, None, None, None, "not installed"))
-                    continue
-                cmd = [panlabel, "convert", "-f", "coco", "-t", target, "-i", str(args.coco), "-o", str(out),
-                       "--allow-lossy"]
-            else:
-                if not peer_py or subprocess.run([peer_py, "-c", f"import {tool}"], capture_output=True).returncode:
-                    rows.append((tool, target, None, None, None, "not installed"))
-                    continue
-                src = args.coco.resolve()
-                if tool == "datumaro":  # its importer wants annotations/instances_<subset>.json
-                    link = scratch / "dm" / "annotations" / "instances_default.json"
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    (scratch / "dm" / "images").mkdir(exist_ok=True)  # and an images/ folder beside
-                    if not link.exists():
-                        link.symlink_to(src)
-                    src = scratch / "dm"
-                cmd = [peer_py, "-c", DATUMARO if tool == "datumaro" else GLOBOX, str(src), str(out), target]
-            wall, rss, rc = _run(cmd, args.timeout)
-            files = _count(out) if out.exists() else 0
-            status = "ok" if rc == 0 else f"killed after {args.timeout:.0f} s" if rc == -9 else f"exit {rc}"
-            rows.append((tool, target, wall, rss, files, status))
-            print(f"{tool:9s} → {target:4s} {wall:7.2f} s  {rss:7.0f} MB  {files:7d} files  "
-                  f"{rows[-1][5]}", flush=True)
-            shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n{args.coco.name}, {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}")
-    print("| tool | target | wall s | peak RSS MB | files | status |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        w = f"{row[2]:.2f}" if row[2] is not None else "—"
-        r = f"{row[3]:.0f}" if row[3] is not None else "—"
-        print(f"| {row[0]} | {row[1]} | {w} | {r} | {row[4] if row[4] is not None else '—'} | {row[5]} |")
+            if (tool, target) in missing:
+                print(f"| {tool} | {target} | — | — | — | — | {missing[tool, target]} |")
+                continue
+            runs = results.get((tool, target), [])
+            walls = [r[0] for r in runs]
+            print(f"| {tool} | {target} | {statistics.median(walls):.2f} | {', '.join(f'{w:.2f}' for w in walls)} | "
+                  f"{max(r[1] for r in runs):.0f} | {runs[-1][2]} | {', '.join(sorted({r[3] for r in runs}))} |")
+
+
+def _command(tool: str, target: str, args: argparse.Namespace, scratch: Path, peer_py: str | None,
+             panlabel: str | None) -> list[str] | str:
+    """The command line of one (tool, target) run writing into a fresh folder, or why it cannot run."""
+    out = scratch / f"{tool}-{target}"
+    if tool == "imagine":
+        return [sys.executable, "-c", OURS, str(args.coco), str(out), target]
+    if tool == "panlabel":
+        if not panlabel:
+            return "not installed"
+        return [panlabel, "convert", "-f", "coco", "-t", target, "-i", str(args.coco), "-o", str(out), "--allow-lossy"]
+    if not peer_py or subprocess.run([peer_py, "-c", f"import {tool}"], capture_output=True).returncode:
+        return "not installed"
+    src = args.coco.resolve()
+    if tool == "datumaro":  # its importer wants annotations/instances_<subset>.json and images/ beside
+        link = scratch / "dm" / "annotations" / "instances_default.json"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        (scratch / "dm" / "images").mkdir(exist_ok=True)
+        if not link.exists():
+            link.symlink_to(src)
+        src = scratch / "dm"
+    return [peer_py, "-c", DATUMARO if tool == "datumaro" else GLOBOX, str(src), str(out), target]
 
 
 if __name__ == "__main__":
