@@ -8,7 +8,10 @@ and a per-record quota, ``POST /api/records/{id}/versions`` (idempotent), read a
 records (Zenodo JSON, schema.org JSON-LD, DCAT-AP RDF/XML), file downloads with ``ETag: "md5:…"``,
 an OAI-PMH endpoint (``oai_dc`` and ``dcat``) for harvesters such as FAIR EVA, DOIs under the test
 prefix ``10.5072``, ``X-RateLimit-*``/``Retry-After`` on every response, and switchable fault
-injection (connection reset mid-upload, 5xx, 429, "failed after it succeeded", slow responses).
+injection (connection reset mid-upload or mid-download, 5xx, 429, "failed after it succeeded", slow
+responses) plus the search-lag quirk (``lag=N``: the search-backed deposition list and the records
+search do not show a new draft or record for N calls). File downloads honour ``Range: bytes=N-``
+(206 with ``Content-Range``, 416 when unsatisfiable), so clients can resume.
 
 It serves offline work, the README's main job and the tests. Run it with ``imagine-publish serve``
 or in-process with :func:`start_server`.
@@ -16,6 +19,7 @@ or in-process with :func:`start_server`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -116,7 +120,8 @@ def _validation(field_: str, message: str) -> HTTPFailure:
 class Fault:
     """One injected fault, matched on method and a regular expression searched in the path.
 
-    kinds: ``reset`` (drop the connection; for uploads after ``after_bytes`` of the body),
+    kinds: ``reset`` (drop the connection; for uploads after ``after_bytes`` of the request body, for
+    file downloads after ``after_bytes`` of the file have been sent),
     ``status`` (answer ``status`` without doing anything), ``ratelimit`` (429 with Retry-After),
     ``after`` (do the work, then answer ``status`` — e.g. a publish that fails after it succeeded),
     ``slow`` (do the work, then wait ``delay`` seconds before answering).
@@ -142,13 +147,21 @@ KINDS = ("reset", "status", "ratelimit", "after", "slow")
 
 @dataclass
 class FaultPlan:
-    """Scripted faults plus an optional seeded random mode (probability ``rate`` per API call)."""
+    """Scripted faults, an optional seeded random mode (probability ``rate`` per API call) and quirks.
+
+    ``lag`` is Zenodo's search lag, counted in calls rather than seconds so tests are deterministic:
+    a draft (or a published record) created when the repository had answered S list/search calls
+    stays out of ``GET /deposit/depositions`` and ``GET /records`` until call S + lag + 1, i.e. it
+    is missing from the next ``lag`` list/search calls. Direct reads by id always see it. The
+    lag in force at query time applies, so switching it off shows everything at once.
+    """
 
     faults: list[Fault] = field(default_factory=list)
     rate: float = 0.0
     seed: int | None = None
     kinds: tuple[str, ...] = KINDS
     delay: float = 0.3
+    lag: int = 0
     fired: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -172,7 +185,8 @@ class FaultPlan:
             if self.rate > 0 and self._rng.random() < self.rate:
                 kind = self._rng.choice(self.kinds)
                 status = self._rng.choice((500, 502, 503, 504))
-                after = self._rng.randrange(0, max(1, body_len)) if body_len else 0
+                # an upload is cut inside its body; a download (no body) inside its first 512 KiB
+                after = self._rng.randrange(0, max(1, body_len)) if body_len else self._rng.randrange(1, 1 << 19)
                 f = Fault(kind, status=status, delay=self.delay, after_bytes=after, retry_after=1)
                 self.fired.append({"kind": kind, "method": method, "path": path})
                 return f
@@ -180,7 +194,7 @@ class FaultPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"faults": [asdict(f) for f in self.faults], "rate": self.rate, "seed": self.seed,
-                "kinds": list(self.kinds), "fired": len(self.fired)}
+                "kinds": list(self.kinds), "lag": self.lag, "fired": len(self.fired)}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> FaultPlan:
@@ -189,16 +203,22 @@ class FaultPlan:
             for f in faults:
                 if f.kind not in KINDS:
                     raise ValueError(f"unknown fault kind {f.kind!r}; known: {', '.join(KINDS)}")
+            lag = int(doc.get("lag", 0))
+            if lag < 0:
+                raise ValueError("lag must be 0 or more")
             return cls(faults, float(doc.get("rate", 0.0)), doc.get("seed"),
-                       tuple(doc.get("kinds", KINDS)), float(doc.get("delay", 0.3)))
+                       tuple(doc.get("kinds", KINDS)), float(doc.get("delay", 0.3)), lag)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"bad fault plan: {exc}") from None
 
     @classmethod
     def parse(cls, spec: str) -> FaultPlan:
-        """From the CLI: ``random:0.2:SEED`` or ``KIND@METHOD:PATHREGEX[*TIMES]`` items, comma-separated."""
+        """From the CLI: ``random:0.2:SEED``, ``lag=N`` or ``KIND@METHOD:PATHREGEX[*TIMES]`` items, comma-separated."""
         plan = cls()
         for item in filter(None, (s.strip() for s in spec.split(","))):
+            if lag := re.fullmatch(r"lag=(\d+)", item):
+                plan.lag = int(lag.group(1))
+                continue
             if item.startswith("random:"):
                 parts = item.split(":")
                 plan.rate = float(parts[1])
@@ -208,7 +228,7 @@ class FaultPlan:
             m = re.fullmatch(r"(\w+)(?:=(\d+))?@(\*|[A-Z]+):([^*]*)(?:\*(-?\d+))?", item)
             if not m or m.group(1) not in KINDS:
                 raise UsageError(f"bad fault {item!r}: expected KIND[=STATUS]@METHOD:PATH[*TIMES] "
-                                 f"with KIND one of {', '.join(KINDS)}, or random:RATE[:SEED]")
+                                 f"with KIND one of {', '.join(KINDS)}, random:RATE[:SEED] or lag=N")
             plan.faults.append(Fault(m.group(1), m.group(3), m.group(4), status=int(m.group(2) or 503),
                                      times=int(m.group(5) or 1), delay=1.0))
         return plan
@@ -240,6 +260,9 @@ class LocalRepository:
         self.next_id: int = st["next_id"]
         self.records: dict[str, dict[str, Any]] = st["records"]
         self.buckets: dict[str, str] = st["buckets"]
+        # search-lag bookkeeping (in memory: after a restart the index has caught up)
+        self.search_calls = 0
+        self.born: dict[str, int] = {}
 
     def _load_tokens(self) -> dict[str, int]:
         """Tokens from ``<root>/tokens.json`` (created with one fresh token, mode 0600, on first use)."""
@@ -276,6 +299,23 @@ class LocalRepository:
                    "X-RateLimit-Reset": str(reset), "Retry-After": str(max(1, reset - int(now)) if not allowed else 60)}
         return allowed, headers
 
+    # ---------------------------------------------------------------- search lag
+    def indexed(self, kind: str, rid: int | str) -> None:
+        """Note that draft (``dep``) or published record (``rec``) ``rid`` just entered the search index."""
+        with self.lock:
+            self.born[f"{kind}:{rid}"] = self.search_calls
+
+    def search_tick(self) -> int:
+        """Count one list/search call; returns its sequence number."""
+        with self.lock:
+            self.search_calls += 1
+            return self.search_calls
+
+    def visible(self, kind: str, rid: int | str, seq: int, lag: int) -> bool:
+        """Whether search call number ``seq`` sees ``rid`` under a lag of ``lag`` calls."""
+        born = self.born.get(f"{kind}:{rid}")
+        return born is None or seq - born > lag
+
     # ---------------------------------------------------------------- records
     def get(self, rid: str | int, owner: int | None = None) -> dict[str, Any]:
         rec = self.records.get(str(rid))
@@ -302,6 +342,7 @@ class LocalRepository:
             self.records[str(rid)] = rec
             self.buckets[bucket] = str(rid)
             (self.root / "files" / bucket).mkdir(parents=True, exist_ok=True)
+            self.indexed("dep", rid)
             self.save()
             return rec
 
@@ -561,6 +602,9 @@ class Serializer:
 # HTTP
 
 
+DOWNLOAD = re.compile(r"^/api/(?:records/\d+/(?:draft/)?files/.+/content|files/[0-9a-f-]+/.+)$")
+
+
 class _Reset(Exception):
     """Drop the connection without an answer (injected fault)."""
 
@@ -574,6 +618,9 @@ class RepoServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], repo: LocalRepository, faults: FaultPlan | None = None):
         self.repo = repo
         self.faults = faults or FaultPlan()
+        # the last answers (method, path, status or 0 for a dropped connection, Range header), for tests and
+        # debugging; never the query string
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=2000)
         super().__init__(addr, Handler)
 
     @property
@@ -604,6 +651,7 @@ class Handler(BaseHTTPRequestHandler):
         if body is not None:
             data = body if isinstance(body, bytes) else (
                 body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        self._log(status)
         self.send_response(status)
         if data or status not in (204, 304):
             self.send_header("Content-Type", ctype)
@@ -614,10 +662,23 @@ class Handler(BaseHTTPRequestHandler):
         if data and self.command != "HEAD":
             self.wfile.write(data)
 
-    def _reset(self) -> None:
-        """Close the socket with an RST, as a proxy dropping a large upload does."""
+    def _log(self, status: int) -> None:
+        self.server.log.append({"method": self.command, "path": unquote(urlsplit(self.path).path),
+                                "status": status, "range": self.headers.get("Range")})
+
+    def _reset(self, *, graceful: bool = False) -> None:
+        """Close the socket with an RST, as a proxy dropping a large upload does.
+
+        ``graceful`` closes with a FIN instead (a download cut short: the client gets the bytes
+        already sent, then end-of-stream before ``Content-Length``); an RST would also discard
+        whatever the client had not read yet, which makes tests of resuming timing-dependent.
+        """
+        self._log(0)  # 0 in the log: the connection was dropped
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if graceful:
+                self.connection.shutdown(socket.SHUT_WR)
+            else:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         raise _Reset()
 
@@ -674,8 +735,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._drain()
                 raise HTTPFailure(429, f"{repo.rate_limit} per 1 minute")
             upload = self.command == "PUT" and path.startswith("/api/files/") and body_len > 0
+            download = self.command == "GET" and bool(DOWNLOAD.search(path))
             if fault is not None and fault.kind in ("reset", "status", "ratelimit") and not (
-                    fault.kind == "reset" and upload):
+                    fault.kind == "reset" and (upload or (download and fault.after_bytes > 0))):
                 if fault.kind == "reset":
                     self._reset()
                 self._drain()
@@ -776,8 +838,10 @@ class Handler(BaseHTTPRequestHandler):
         repo = self.server.repo
         q = (query.get("q") or [""])[0]
         terms = re.findall(r'"([^"]+)"', q) or [t.split(":", 1)[-1] for t in q.split() if t]
+        seq, lag = repo.search_tick(), self.server.faults.lag
         with repo.lock:
-            recs = [r for r in repo.records.values() if r["owner"] == owner and not r.get("deleted")]
+            recs = [r for r in repo.records.values() if r["owner"] == owner and not r.get("deleted")
+                    and repo.visible("dep", r["id"], seq, lag)]
             out = []
             for r in sorted(recs, key=lambda r: -r["id"]):
                 blob = json.dumps(r["metadata"]) + f" {r['conceptrecid']} {r['id']}"
@@ -853,8 +917,11 @@ class Handler(BaseHTTPRequestHandler):
             rec["state"], rec["submitted"], rec["modified"] = "done", True, _now()
             meta = dict(rec["metadata"], doi=repo.doi(rec["id"]))
             rec["metadata"] = meta
+            first = rec.get("published") is None
             rec["published"] = {"metadata": meta, "files": [dict(f) for f in rec["files"]],
                                 "created": (rec.get("published") or {}).get("created") or _now()}
+            if first:
+                repo.indexed("rec", rec["id"])
             repo.save()
             self._after()
             return self._send(202, s.deposition(rec))
@@ -993,11 +1060,44 @@ class Handler(BaseHTTPRequestHandler):
             path.unlink(missing_ok=True)
             raise
 
+    def _range(self, size: int) -> tuple[int, int] | None:
+        """The single byte range asked for (``bytes=N-``, ``bytes=N-M``, ``bytes=-K``), None for the whole file.
+
+        Raises 416 when it starts at or past the end; a header it cannot parse is ignored (RFC 9110).
+        """
+        spec = (self.headers.get("Range") or "").strip()
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", spec)
+        if not m or not (m.group(1) or m.group(2)):
+            return None
+        if not m.group(1):  # suffix: the last K bytes
+            k = int(m.group(2))
+            if k == 0:
+                raise HTTPFailure(416, "Requested range not satisfiable.")
+            return max(0, size - k), size - 1
+        start = int(m.group(1))
+        end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+        if start >= size or (m.group(2) and int(m.group(2)) < start):
+            raise HTTPFailure(416, "Requested range not satisfiable.")
+        return start, end
+
     def _send_file(self, path: Path, f: dict[str, Any]) -> None:
+        """Send a stored file (whole: 200; one range: 206 with Content-Range; 416 if unsatisfiable)."""
         size = path.stat().st_size
-        self.send_response(200)
+        try:
+            rng = self._range(size)
+        except HTTPFailure:
+            self._rl_headers["Content-Range"] = f"bytes */{size}"
+            raise
+        start, end = rng if rng is not None else (0, size - 1)
+        length = max(0, end - start + 1)
+        status = 206 if rng is not None else 200
+        self._log(status)
+        self.send_response(status)
         self.send_header("Content-Type", _mimetype(f["key"]))
-        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Length", str(length))
+        self.send_header("Accept-Ranges", "bytes")
+        if rng is not None:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("ETag", f'"md5:{f["md5"]}"')
         self.send_header("Content-MD5", f["md5"])
         self.send_header("Content-Disposition", f"attachment; filename={quote(f['key'])}")
@@ -1007,8 +1107,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        cut = self._fault.after_bytes if (self._fault and self._fault.kind == "reset") else -1
         with open(path, "rb") as fh:
-            shutil.copyfileobj(fh, self.wfile, CHUNK)
+            fh.seek(start)
+            left = length
+            while left > 0:
+                n = min(CHUNK, left) if cut < 0 else min(CHUNK, left, max(0, cut))
+                if cut == 0:
+                    self.wfile.flush()
+                    self._reset(graceful=True)
+                chunk = fh.read(n)
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+                if cut > 0:
+                    cut -= len(chunk)
 
     # ---------------------------------------------------------------- public records
     def _published(self, rid: str) -> dict[str, Any]:
@@ -1059,9 +1173,11 @@ class Handler(BaseHTTPRequestHandler):
         repo = self.server.repo
         s = Serializer(repo, self._base())
         q = (query.get("q") or [""])[0]
+        seq, lag = repo.search_tick(), self.server.faults.lag
         with repo.lock:
             hits = [s.record(r) for r in sorted(repo.records.values(), key=lambda r: -r["id"])
-                    if r.get("published") and (not q or q in json.dumps(r["published"]["metadata"]))]
+                    if r.get("published") and (not q or q in json.dumps(r["published"]["metadata"]))
+                    and repo.visible("rec", r["id"], seq, lag)]
         self._send(200, {"hits": {"hits": hits, "total": len(hits)}})
 
     # ---------------------------------------------------------------- OAI-PMH

@@ -328,3 +328,66 @@ def test_serve_command_runs_the_repository(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_search_lag_hides_new_drafts_and_records_for_n_list_calls(server: Any) -> None:
+    requests.post(f"{server.url}/_faults", json={"lag": 2}, timeout=5).raise_for_status()
+    assert requests.get(f"{server.url}/_faults", timeout=5).json()["lag"] == 2
+    dep = draft_with_file(server)
+
+    def listed() -> list[int]:
+        return [d["id"] for d in call(server, "GET", "/deposit/depositions").json()]
+
+    assert call(server, "GET", f"/deposit/depositions/{dep['id']}").status_code == 200  # reads by id see it
+    assert listed() == [] and listed() == [] and listed() == [dep["id"]]
+    assert call(server, "POST", f"/deposit/depositions/{dep['id']}/actions/publish").status_code == 202
+    assert call(server, "GET", f"/records/{dep['id']}", token=None).status_code == 200
+    hits = [call(server, "GET", "/records", token=None).json()["hits"]["total"] for _ in range(3)]
+    assert hits == [0, 0, 1]
+    second = call(server, "POST", "/deposit/depositions", json={}).json()
+    assert listed() == [dep["id"]]
+    server.faults = FaultPlan()  # switching the quirk off shows everything at once
+    assert listed() == [second["id"], dep["id"]]
+    assert FaultPlan.parse("lag=3,status@GET:/x").lag == 3
+    assert requests.post(f"{server.url}/_faults", json={"lag": -1}, timeout=5).status_code == 400
+
+
+def test_downloads_serve_byte_ranges(server: Any) -> None:
+    data = bytes(range(256)) * 40
+    dep = draft_with_file(server, data, "shard.bin")
+    call(server, "POST", f"/deposit/depositions/{dep['id']}/actions/publish")
+    url = call(server, "GET", f"/records/{dep['id']}", token=None).json()["files"][0]["links"]["self"]
+    whole = call(server, "GET", url, token=None)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["Accept-Ranges"] == "bytes"
+    part = call(server, "GET", url, token=None, headers={"Range": "bytes=1000-"})
+    assert part.status_code == 206 and part.content == data[1000:]
+    assert part.headers["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    assert part.headers["ETag"] == whole.headers["ETag"]  # the ETag is the whole file's MD5
+    mid = call(server, "GET", url, token=None, headers={"Range": "bytes=10-19"})
+    assert mid.status_code == 206 and mid.content == data[10:20]
+    tail = call(server, "GET", url, token=None, headers={"Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.content == data[-5:]
+    bad = call(server, "GET", url, token=None, headers={"Range": f"bytes={len(data)}-"})
+    assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(data)}"
+    assert call(server, "GET", url, token=None, headers={"Range": "pages=1-2"}).status_code == 200  # ignored
+    bucket = call(server, "GET", f"{dep['links']['bucket']}/shard.bin", headers={"Range": "bytes=5000-"})
+    assert bucket.status_code == 206 and bucket.content == data[5000:]
+    seen = [(e["status"], e["range"]) for e in server.log if e["path"].endswith("/content")]
+    assert seen[:2] == [(200, None), (206, "bytes=1000-")] and (416, f"bytes={len(data)}-") in seen
+
+
+def test_connection_reset_mid_download(server: Any) -> None:
+    data = hashlib.sha256(b"x").digest() * 20_000  # 640 kB
+    dep = draft_with_file(server, data, "big.bin")
+    call(server, "POST", f"/deposit/depositions/{dep['id']}/actions/publish")
+    url = call(server, "GET", f"/records/{dep['id']}", token=None).json()["files"][0]["links"]["self"]
+    server.faults = FaultPlan([Fault("reset", "GET", "/content$", after_bytes=100_000)])
+    got = bytearray()
+    with pytest.raises(requests.RequestException):
+        with requests.get(url, stream=True, timeout=10) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_content(8192):
+                got += chunk
+    assert 0 < len(got) <= 100_000 and data.startswith(bytes(got))
+    rest = requests.get(url, headers={"Range": f"bytes={len(got)}-"}, timeout=10)
+    assert rest.status_code == 206 and bytes(got) + rest.content == data
