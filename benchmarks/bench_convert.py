@@ -6,10 +6,11 @@ with the Python given by ``--peer-python`` (a separate venv, so that their depen
 touch ours): Datumaro (``Dataset.import_from(..., "coco_instances")`` → ``export(..., "yolo" |
 "voc_detection")``), globox (``AnnotationSet.from_coco`` → ``save_yolo_darknet`` /
 ``save_pascal_voc``) and panlabel (``panlabel convert -f coco -t yolo|voc --allow-lossy``).
-A peer that is not installed is listed as such. Outputs go to a scratch folder that is removed
-after each run (outside the timed part), followed by ``sync`` and ``--settle`` seconds of rest:
-measured here, creating files in the seconds after 100 000 files were deleted is up to 10× slower
-(the next run would pay for the previous one's clean-up). ``--repeat`` runs rounds over all
+A peer that is not installed is listed as such. Every run writes into a fresh folder of a scratch
+folder that is removed only at the end; between runs ``sync`` and ``--settle`` seconds of rest
+let the previous run's writes reach the disk. Measured here (ext4 mounted with ``discard``):
+creating files in the seconds after 100 000 files were deleted is up to 10× slower, so deleting
+outputs between runs would make each run pay for the previous one's clean-up. ``--repeat`` runs rounds over all
 (tool, target) pairs, interleaved, and the table gives the median and every value. Each round
 starts with a disk probe (20 000 bare file creations in one folder) that says how fast the disk
 creates files at that moment, since that is most of every tool's time.
@@ -86,13 +87,11 @@ def _settle(seconds: float) -> None:
 
 def _probe(scratch: Path, settle: float, n: int = 20_000) -> float:
     """Seconds to create ``n`` empty files in a fresh folder (then removed, and the disk let settle)."""
-    d = scratch / "probe"
-    d.mkdir()
+    d = Path(tempfile.mkdtemp(prefix="probe-", dir=scratch))
     t = time.perf_counter()
     for i in range(n):
         os.close(os.open(d / f"{i:08d}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     took = time.perf_counter() - t
-    shutil.rmtree(d)
     _settle(settle)
     return took
 
@@ -122,17 +121,16 @@ def main() -> None:
         print(f"round {rnd + 1}: disk probe {probes[-1]:.2f} s for 20 000 file creations", flush=True)
         for tool in args.tools.split(","):
             for target in args.targets.split(","):
-                cmd = _command(tool, target, args, scratch, peer_py, panlabel)
+                out = Path(tempfile.mkdtemp(prefix=f"{tool}-{target}-", dir=scratch)) / "out"
+                cmd = _command(tool, target, out, args, scratch, peer_py, panlabel)
                 if isinstance(cmd, str):
                     missing[tool, target] = cmd
                     continue
-                out = scratch / f"{tool}-{target}"
                 wall, rss, rc = _run(cmd, args.timeout)
                 files = _count(out) if out.exists() else 0
                 status = "ok" if rc == 0 else f"killed after {args.timeout:.0f} s" if rc == -9 else f"exit {rc}"
                 results.setdefault((tool, target), []).append((wall, rss, files, status))
                 print(f"{tool:9s} → {target:4s} {wall:7.2f} s  {rss:7.0f} MB  {files:7d} files  {status}", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
                 _settle(args.settle)
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.coco.name}, {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}, disk probes "
@@ -150,16 +148,15 @@ def main() -> None:
                   f"{max(r[1] for r in runs):.0f} | {runs[-1][2]} | {', '.join(sorted({r[3] for r in runs}))} |")
 
 
-def _command(tool: str, target: str, args: argparse.Namespace, scratch: Path, peer_py: str | None,
+def _command(tool: str, target: str, out: Path, args: argparse.Namespace, scratch: Path, peer_py: str | None,
              panlabel: str | None) -> list[str] | str:
-    """The command line of one (tool, target) run writing into a fresh folder, or why it cannot run."""
-    out = scratch / f"{tool}-{target}"
+    """The command line of one (tool, target) run writing to ``out``, or why it cannot run."""
     if tool == "imagine":
         return [sys.executable, "-c", OURS, str(args.coco), str(out), target]
     if tool == "panlabel":
         if not panlabel:
             return "not installed"
-        return [panlabel, "convert", "-f", "coco", "-t", target, "-i", str(args.coco), "-o", str(out), "--allow-lossy"]
+        return [panlabel, "convert", "-f", "coco", "-t", target, "--allow-lossy", "-i", str(args.coco), "-o", str(out)]
     if not peer_py or subprocess.run([peer_py, "-c", f"import {tool}"], capture_output=True).returncode:
         return "not installed"
     src = args.coco.resolve()
