@@ -8,7 +8,10 @@ card ``README.md``, benchmark cards, and ``manifest.json`` (size, MD5 and SHA-25
 The lifecycle keeps a local state file (``.imagine-deposit.json`` in the folder; schema
 ``deposit-state``) holding a stable idempotency key, also stored in the deposit's metadata as an
 ``isAlternateIdentifier`` URN, so a re-run or a crash finds the same draft instead of creating a
-second one. Files are uploaded only when the server does not already hold them with the right MD5.
+second one. Before every create request a "create in flight" marker (``creating``) is saved: a run
+that finds it (the previous one died or lost the answer) waits for the search-backed listing to
+show the draft rather than creating another, and gives up with a resumable error if it does not.
+Files are uploaded only when the server does not already hold them with the right MD5.
 """
 
 from __future__ import annotations
@@ -561,7 +564,8 @@ def deposit(folder: str | os.PathLike[str], target: str | None = None, *, token:
                 raise UsageError("this folder is already published and its files changed: use new-version",
                                  file=folder)
         else:
-            dep = client.create_deposition(_full_metadata(meta, state["key"]), state["key"])
+            dep = _create(client, folder, state, t, meta)
+    t.pop("creating", None)
     if dep.get("state") != "done":
         t.update({"draft_id": int(dep["id"]), "bucket": dep["links"]["bucket"], "phase": "draft",
                   "conceptrecid": str(dep.get("conceptrecid"))})
@@ -569,8 +573,23 @@ def deposit(folder: str | os.PathLike[str], target: str | None = None, *, token:
     return _finish(client, folder, state, t, dep, meta, files, result)
 
 
+def _create(client: ZenodoClient, folder: Path, state: dict[str, Any], t: dict[str, Any],
+            meta: dict[str, Any]) -> dict[str, Any]:
+    """Create the draft, saving the "create in flight" marker (with the time) before each POST is sent."""
+
+    def in_flight() -> None:
+        t["creating"] = {"at": dt.datetime.now(dt.UTC).isoformat()}
+        save_state(folder, state)
+
+    return client.create_deposition(_full_metadata(meta, state["key"]), state["key"], on_attempt=in_flight)
+
+
 def _find_draft(client: ZenodoClient, state: dict[str, Any], t: dict[str, Any]) -> dict[str, Any] | None:
-    """The current draft (from state, else by key on the server), or a published deposition of ours."""
+    """The current draft (from state, else by key on the server), or a published deposition of ours.
+
+    When a create was in flight (marker in the state), the lagging search is re-read until it shows
+    the draft; :class:`~imagine.publish.zenodo.PendingCreateError` if it may still appear.
+    """
     if t.get("draft_id"):
         try:
             dep = client.get_deposition(int(t["draft_id"]))
@@ -583,7 +602,12 @@ def _find_draft(client: ZenodoClient, state: dict[str, Any], t: dict[str, Any]) 
             t["draft_id"] = None  # discarded elsewhere: look again by key
     if t.get("phase") == "published":
         return None
-    found = client.find_by_key(state["key"])
+    pending = t.get("creating")
+    if pending:
+        since = dt.datetime.fromisoformat(pending["at"]).timestamp()
+        found = client.find_created(state["key"], since)
+    else:
+        found = client.find_by_key(state["key"])
     if found is not None and found.get("state") == "done" and t.get("versions"):
         return None
     return found

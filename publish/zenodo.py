@@ -39,7 +39,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from imagine.kernel import InputError, RemoteError, UsageError, require
 
 __all__ = ["ZenodoClient", "resolve_target", "load_token", "error_message", "file_md5", "TARGETS",
-           "config_path", "USER_AGENT"]
+           "config_path", "USER_AGENT", "PendingCreateError"]
 
 log = logging.getLogger("imagine.publish.zenodo")
 
@@ -176,6 +176,10 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 
 class FileChangedError(InputError):
     """A file changed on disk between checksumming and uploading."""
+
+
+class PendingCreateError(RemoteError):
+    """A create may have happened unheard and the search does not show it yet: nothing was created (resumable)."""
 
 
 class _HashingReader:
@@ -377,6 +381,11 @@ class ZenodoClient:
     stream_md5: bool = True
     sleep: Callable[[float], None] = time.sleep
     calls: list[Call] = field(default_factory=list)
+    # After a create whose answer was lost, the search-backed listing is re-read with backoff
+    # (1 s, 2 s, 4 s, ...) for at most ``search_wait`` seconds; the create is taken as never made
+    # only once ``create_settle`` seconds have passed since it without the draft showing up.
+    search_wait: float = 30.0
+    create_settle: float = 30.0
 
     def __post_init__(self) -> None:
         requests = require("requests", "publish")
@@ -541,10 +550,51 @@ class ZenodoClient:
         drafts = [d for d in hits if d.get("state") != "done"]
         return self.get_deposition(int((drafts or hits)[0]["id"]))
 
-    def create_deposition(self, metadata: dict[str, Any], key: str) -> dict[str, Any]:
-        """POST a new draft; on an ambiguous failure, look for the key before trying again."""
-        return self.json("POST", "/deposit/depositions", json_body={"metadata": metadata}, expect=(201,),
-                         idempotent=False, reconcile=lambda: self.find_by_key(key, patience=2),
+    def find_created(self, key: str, since: float) -> dict[str, Any] | None:
+        """After a create attempted at ``since`` (epoch seconds) whose answer we did not get: its draft, or None.
+
+        The listing is search-backed and lags behind a create, so it is re-read with backoff for at
+        most ``search_wait`` seconds. None ("it never happened", safe to create) only once the search
+        has had ``create_settle`` seconds since the attempt without showing it; before that a
+        :class:`PendingCreateError` is raised, so a second draft is never created on a guess.
+        """
+        slept, attempt = 0.0, 0
+        while True:
+            found = self.find_by_key(key)
+            if found is not None:
+                return found
+            if slept >= self.search_wait:
+                break
+            pause = min(2.0 ** attempt, self.search_wait - slept)
+            log.info("draft with key %s not listed yet; searching again in %.1f s", key, pause)
+            self.sleep(pause)
+            slept += pause
+            attempt += 1
+        if max(time.time() - since, slept) >= self.create_settle:
+            return None
+        when = time.strftime("%H:%M:%S", time.gmtime(since + self.create_settle))
+        raise PendingCreateError(
+            f"a draft may have been created at {time.strftime('%H:%M:%S', time.gmtime(since))} UTC by an "
+            f"interrupted run (key {key}), but the server's search does not list it yet; nothing was created "
+            f"now, to avoid a duplicate. The local state is saved: re-run the same command (after {when} UTC a "
+            "create the search still does not show is taken as never made)", url=self.url("/deposit/depositions"))
+
+    def create_deposition(self, metadata: dict[str, Any], key: str, *,
+                          on_attempt: Callable[[], None] | None = None) -> dict[str, Any]:
+        """POST a new draft; on an ambiguous failure, look for the key (:meth:`find_created`) before trying again.
+
+        ``on_attempt`` runs before every POST is sent, e.g. to persist a "create in flight" marker.
+        """
+        last = [time.time()]
+
+        def body() -> bytes:
+            if on_attempt is not None:
+                on_attempt()
+            last[0] = time.time()
+            return json.dumps({"metadata": metadata}).encode()
+
+        return self.json("POST", "/deposit/depositions", body=body, headers={"Content-Type": "application/json"},
+                         expect=(201,), idempotent=False, reconcile=lambda: self.find_created(key, last[0]),
                          note="create draft")
 
     def update_metadata(self, dep_id: int, metadata: dict[str, Any]) -> dict[str, Any]:

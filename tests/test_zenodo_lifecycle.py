@@ -21,7 +21,7 @@ from imagine.kernel import InputError, RemoteError, UsageError
 from imagine.publish import deposit as D
 from imagine.publish.cli import main
 from imagine.publish.localrepo import Fault, FaultPlan, start_server
-from imagine.publish.zenodo import ZenodoClient
+from imagine.publish.zenodo import PendingCreateError, ZenodoClient
 from tests.helpers import local_repository
 
 SAMPLE = Path(__file__).parents[1] / "curate" / "sample" / "aquarium"
@@ -125,6 +125,68 @@ def test_crash_after_create_finds_the_draft_by_its_key(server: Any, tmp_path: Pa
     (folder / D.STATE_FILE).write_text(json.dumps(state))
     server.faults = FaultPlan()
     r = D.deposit(folder, client=client(server))
+    assert r.state == "published" and len(live(server)) == 1
+
+
+def crash_after_create(server: Any, folder: Path) -> None:
+    """A first run whose create reached the server but whose answer was lost, then the process died."""
+    server.faults = FaultPlan([Fault("after", "POST", "/deposit/depositions$", status=0)], lag=3)
+    with pytest.raises(RemoteError):
+        D.deposit(folder, client=client(server, max_retries=0))
+    state = json.loads((folder / D.STATE_FILE).read_text())
+    t = state["targets"][server.url + "/api"]
+    assert "creating" in t and not t.get("draft_id")  # only the key and the in-flight marker are on disk
+    assert len(live(server)) == 1
+
+
+def list_calls(server: Any) -> int:
+    return sum(e["method"] == "GET" and e["path"] == "/api/deposit/depositions" for e in server.log)
+
+
+def test_crash_after_create_with_search_lag_never_makes_a_second_draft(server: Any, tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+    crash_after_create(server, folder)
+    before = list_calls(server)
+    r = D.deposit(folder, client=client(server))  # the search hides the draft for its next 3 list calls
+    assert r.state == "published" and len(live(server)) == 1
+    assert list_calls(server) - before == 4  # it kept looking instead of creating another draft
+    assert "creating" not in json.loads((folder / D.STATE_FILE).read_text())["targets"][server.url + "/api"]
+
+
+def test_create_lost_in_flight_with_search_lag_is_found_in_the_same_run(server: Any, tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+    server.faults = FaultPlan([Fault("after", "POST", "/deposit/depositions$", status=0)], lag=4)
+    r = D.deposit(folder, client=client(server))
+    assert r.state == "published" and len(live(server)) == 1
+    assert sum(e["method"] == "POST" and e["path"] == "/api/deposit/depositions" for e in server.log) == 1
+
+
+def test_lag_longer_than_the_wait_is_a_resumable_error_not_a_duplicate(server: Any, tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+    crash_after_create(server, folder)
+    server.faults = FaultPlan(lag=50)
+    with pytest.raises(PendingCreateError) as info:
+        D.deposit(folder, client=client(server, search_wait=3, create_settle=3600))
+    msg = info.value.render()
+    assert "re-run" in msg and "nothing was created" in msg and TOKEN not in msg
+    assert len(live(server)) == 1 and live(server)[0]["state"] == "unsubmitted"
+    server.faults = FaultPlan()  # the index caught up
+    r = D.deposit(folder, client=client(server))
+    assert r.state == "published" and len(live(server)) == 1
+
+
+def test_create_that_never_reached_the_server_is_made_once_the_search_settled(server: Any, tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "dep", {"a.csv": b"1,2\n"})
+    server.faults = FaultPlan([Fault("status", "POST", "/deposit/depositions$", status=503)], lag=2)
+    with pytest.raises(RemoteError):
+        D.deposit(folder, client=client(server, max_retries=0))
+    assert live(server) == [] and "creating" in json.loads((folder / D.STATE_FILE).read_text())["targets"][
+        server.url + "/api"]
+    with pytest.raises(PendingCreateError):  # too early to tell: refuse to guess
+        D.deposit(folder, client=client(server, search_wait=3, create_settle=3600))
+    assert live(server) == []
+    # the search had create_settle seconds (the client's clock: its waits) to show a draft and did not
+    r = D.deposit(folder, client=client(server, search_wait=8, create_settle=8))
     assert r.state == "published" and len(live(server)) == 1
 
 
