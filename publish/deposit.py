@@ -725,32 +725,60 @@ def _record_id(record: str) -> str:
 
 def fetch(record: str | int, dst: str | os.PathLike[str], target: str | None = None, *,
           token: str | None = None, client: ZenodoClient | None = None, overwrite: bool = False) -> FetchResult:
-    """Download every file of a published record into ``dst``, verifying MD5s (and the manifest's SHA-256)."""
+    """Download every file of a published record into ``dst``, verifying MD5s (and the manifest's SHA-256).
+
+    Resumable: each file goes to ``<name>.part`` (continued with an HTTP Range request on a re-run
+    or after a dropped connection) and is renamed into place once its MD5 matches; files already in
+    ``dst`` with the record's checksum are kept. A file there with another checksum is an error
+    unless ``overwrite``.
+    """
     if client is None:
         base = resolve_target(target)
         client = ZenodoClient(base, token if token is not None else os.environ.get("ZENODO_TOKEN"))
     rid = _record_id(str(record))
     rec = client.get_record(rid)
     files = rec.get("files") or []
+    out = Path(dst)
+    if out.exists() and not out.is_dir():
+        raise UsageError("output exists and is not a directory", file=out)
+    for f in files:
+        key = str(f["key"])
+        if "/" in key or "\\" in key or key.startswith(".") or key.endswith(".part"):
+            raise RemoteError(f"refusing the file name {key!r} from the record", url=client.url(f"/records/{rid}"))
+    out.mkdir(parents=True, exist_ok=True)
     done = []
-    with atomic_dir(dst, overwrite=overwrite) as tmp:
-        for f in progress(files, desc="downloading", unit="file"):
-            key = str(f["key"])
-            if "/" in key or key.startswith("."):
-                raise RemoteError(f"refusing the file name {key!r} from the record", url=client.url(f"/records/{rid}"))
-            md5 = str(f.get("checksum", "")).removeprefix("md5:") or None
-            got = client.download(f["links"]["self"], tmp / key, md5, f.get("size"))
-            done.append({"name": key, "size": f.get("size"), "md5": got})
-        checked = False
-        if (tmp / MANIFEST).is_file():
-            rows = json.loads((tmp / MANIFEST).read_text("utf-8")).get("files", [])
-            for r in rows:
-                p = tmp / r["name"]
-                if not p.is_file():
-                    raise RemoteError(f"{r['name']} is listed in the record's manifest but was not published")
-                if _hash_file(p)[2] != r.get("sha256"):
-                    raise RemoteError(f"{r['name']} does not match the SHA-256 in the record's manifest")
-            checked = True
+    for f in progress(files, desc="downloading", unit="file"):
+        key = str(f["key"])
+        md5 = str(f.get("checksum", "")).removeprefix("md5:") or None
+        size = f.get("size")
+        final = out / key
+        if final.is_file():
+            have_size, have_md5, _ = _hash_file(final)
+            if md5 and have_md5 == md5 and (size is None or have_size == size):
+                done.append({"name": key, "size": have_size, "md5": have_md5, "status": "present"})
+                continue
+            if not overwrite:
+                raise UsageError(f"{key} is already there with another checksum (md5:{have_md5}, record has "
+                                 f"md5:{md5}); use --overwrite to replace it", file=final)
+        got = client.download(f["links"]["self"], final, md5, size)
+        done.append({"name": key, "size": size, "md5": got,
+                     "status": "resumed" if client.last_resumed else "downloaded"})
+    checked = False
+    if (out / MANIFEST).is_file() and any(f["key"] == MANIFEST for f in files):
+        try:
+            rows = json.loads((out / MANIFEST).read_text("utf-8")).get("files", [])
+        except (ValueError, AttributeError) as exc:
+            raise RemoteError(f"the record's manifest is not valid JSON: {exc}",
+                              url=client.url(f"/records/{rid}")) from None
+        for r in rows:
+            p = out / str(r["name"])
+            if not p.is_file():
+                raise RemoteError(f"{r['name']} is listed in the record's manifest but was not published",
+                                  url=client.url(f"/records/{rid}"))
+            if _hash_file(p)[2] != r.get("sha256"):
+                raise RemoteError(f"{r['name']} does not match the SHA-256 in the record's manifest",
+                                  url=client.url(f"/records/{rid}"))
+        checked = True
     return FetchResult(int(rid), rec.get("doi"), str(dst), done, checked)
 
 

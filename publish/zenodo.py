@@ -45,6 +45,7 @@ log = logging.getLogger("imagine.publish.zenodo")
 
 TARGETS = {"zenodo": "https://zenodo.org/api", "sandbox": "https://sandbox.zenodo.org/api"}
 CHUNK = 1 << 20
+READ = 1 << 16  # download read size: bytes already received survive a dropped connection
 RETRY_STATUSES = (500, 502, 503, 504)
 
 
@@ -399,6 +400,7 @@ class ZenodoClient:
         self._rl_reset: float | None = None
         self._rng = random.Random()
         self.last_upload: _HashingReader | None = None
+        self.last_resumed = 0  # bytes the last download took from an earlier part file (resumed)
 
     def __repr__(self) -> str:
         return f"ZenodoClient({self.base_url!r}, token={'<hidden>' if self.token else None})"
@@ -687,35 +689,73 @@ class ZenodoClient:
         return obj
 
     def download(self, url: str, dst: Path, md5: str | None, size: int | None = None) -> str:
-        """Stream ``url`` to ``dst`` through a temporary sibling; verify MD5 (and size); retry on errors."""
+        """Stream ``url`` to ``dst`` through ``<name>.part``; verify MD5 (and size); rename into place atomically.
+
+        A part file left by an earlier attempt or run is resumed with ``Range: bytes=N-`` when the
+        server answers 206 (restarted from zero on 200 or 416). A connection error keeps the part
+        and retries (resuming); a checksum mismatch deletes the part and raises, after one fresh
+        restart when the bytes came from a resumed part.
+        """
         requests = require("requests", "publish")
-        last = ""
+        part = dst.with_name(dst.name + ".part")
+        self.last_resumed = 0
+        last, fresh_retry = "", False
         for attempt in range(self.max_retries + 1):
-            tmp = dst.with_name(f".{dst.name}.part")
+            have = part.stat().st_size if part.exists() else 0
+            if size is not None and have > size:
+                part.unlink()
+                have = 0
+            resp = None
             try:
-                resp = self.request("GET", url, stream=True, note=f"download {dst.name}")
-                if resp is None:
-                    return md5 or ""
                 h = hashlib.md5(usedforsecurity=False)
-                with open(tmp, "wb") as out:
-                    for chunk in resp.iter_content(CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                got = h.hexdigest()
-                n = tmp.stat().st_size
-                etag = (resp.headers.get("ETag") or "").strip('"').removeprefix("md5:")
-                if (md5 and got != md5) or (size is not None and n != size) or (etag and etag != got):
-                    last = f"checksum mismatch (got md5:{got}, {n} bytes; expected md5:{md5}, {size} bytes)"
-                    tmp.unlink(missing_ok=True)
-                else:
-                    os.replace(tmp, dst)
-                    return got
+                if not (size is not None and have == size > 0):  # else: the part is complete, verify it
+                    resp = self.request("GET", url, stream=True, headers={"Range": f"bytes={have}-"} if have else None,
+                                        expect=(200, 206, 416), note=f"download {dst.name}"
+                                        + (f" from byte {have}" if have else ""))
+                    if resp is None:  # dry run
+                        return md5 or ""
+                    if resp.status_code == 416:  # our part is not a prefix the server can continue
+                        part.unlink(missing_ok=True)
+                        last = "the server refused to resume (416)"
+                        continue
+                    crange = resp.headers.get("Content-Range") or ""
+                    if resp.status_code != 206 or not crange.startswith(f"bytes {have}-"):
+                        have = 0  # a whole answer: restart from zero
+                if have:
+                    with open(part, "rb") as fh:
+                        while chunk := fh.read(CHUNK):
+                            h.update(chunk)
+                    self.last_resumed = have
+                if resp is not None:
+                    with open(part, "ab" if have else "wb") as out:
+                        for chunk in resp.iter_content(READ):  # small reads: a reset loses little
+                            h.update(chunk)
+                            out.write(chunk)
             except (requests.ConnectionError, requests.Timeout, OSError) as exc:
-                tmp.unlink(missing_ok=True)
                 last = f"{type(exc).__name__} while downloading"
-            if attempt < self.max_retries:
-                self.sleep(self._backoff(attempt))
-        raise RemoteError(f"download of {dst.name} failed: {last}", url=url)
+                if attempt < self.max_retries:
+                    self.sleep(self._backoff(attempt))
+                continue
+            finally:
+                if resp is not None:
+                    resp.close()
+            got, n = h.hexdigest(), part.stat().st_size
+            if size is not None and n < size:  # the stream ended early without an error: resume
+                last = f"incomplete ({n} of {size} bytes)"
+                continue
+            etag = (resp.headers.get("ETag") or "").strip('"').removeprefix("md5:") if resp is not None else ""
+            if (md5 and got != md5) or (size is not None and n != size) or (etag and not md5 and etag != got):
+                part.unlink(missing_ok=True)
+                last = (f"checksum mismatch for {dst.name} (got md5:{got}, {n} bytes; expected md5:{md5}, "
+                        f"{size} bytes); the partial file was deleted")
+                if have and not fresh_retry:  # a stale part may be the cause: one fresh download
+                    fresh_retry = True
+                    continue
+                raise RemoteError(f"download of {dst.name} failed: {last}", url=url)
+            os.replace(part, dst)
+            return got
+        kept = f"; {part.name} is kept: re-run to resume" if part.exists() else ""
+        raise RemoteError(f"download of {dst.name} failed: {last}{kept}", url=url)
 
 
 KEY_PREFIX = "urn:imagine:deposit:"

@@ -141,16 +141,22 @@ def discard(folder: Path, target: str, as_json: bool) -> None:
 @click.argument("record")
 @click.argument("dst", type=click.Path(path_type=Path))
 @target_option
-@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace files in DST whose checksum differs from the record's.")
 @json_option
 @handle_errors
 def fetch(record: str, dst: Path, target: str, overwrite: bool, as_json: bool) -> None:
-    """Download published RECORD (id, DOI or URL) into DST, verifying every checksum."""
+    """Download published RECORD (id, DOI or URL) into DST, verifying every checksum.
+
+    Resumable: a re-run continues partial downloads (``<name>.part``) and keeps files already there.
+    """
     from .deposit import fetch as do_fetch
 
     r = do_fetch(record, dst, target, overwrite=overwrite)
-    emit(r.to_dict(), as_json, f"fetched {len(r.files)} file(s) of {r.doi or r.record_id} into {dst}; "
-                               f"MD5 verified{', manifest SHA-256 verified' if r.manifest_checked else ''}")
+    kept = sum(f.get("status") == "present" for f in r.files)
+    there = f" ({kept} already there)" if kept else ""
+    sha = ", manifest SHA-256 verified" if r.manifest_checked else ""
+    emit(r.to_dict(), as_json, f"fetched {len(r.files)} file(s) of {r.doi or r.record_id} into {dst}{there}; "
+                               f"MD5 verified{sha}")
 
 
 @click.command()
