@@ -11,7 +11,9 @@ prefix ``10.5072``, ``X-RateLimit-*``/``Retry-After`` on every response, and swi
 injection (connection reset mid-upload or mid-download, 5xx, 429, "failed after it succeeded", slow
 responses) plus the search-lag quirk (``lag=N``: the search-backed deposition list and the records
 search do not show a new draft or record for N calls). File downloads honour ``Range: bytes=N-``
-(206 with ``Content-Range``, 416 when unsatisfiable), so clients can resume.
+(206 with ``Content-Range``, 416 when unsatisfiable), so clients can resume. The InvenioRDM draft
+file routes (``/api/records/{id}/draft/files``: init, content, commit, metadata, delete, list) work
+with the reference's status codes, on the same drafts and files as the legacy API.
 
 It serves offline work, the README's main job and the tests. Run it with ``imagine-publish serve``
 or in-process with :func:`start_server`.
@@ -410,6 +412,10 @@ class LocalRepository:
     def file_path(self, rec: dict[str, Any], key: str) -> Path:
         return self.root / "files" / rec["bucket"] / quote(key, safe="")
 
+    def pending_path(self, rec: dict[str, Any], key: str) -> Path:
+        """Where uploaded but uncommitted content of an InvenioRDM file init waits."""
+        return self.root / "pending" / rec["bucket"] / quote(key, safe="")
+
     def used(self, rec: dict[str, Any], except_key: str | None = None) -> int:
         return sum(f["size"] for f in rec["files"] if f["key"] != except_key)
 
@@ -469,6 +475,25 @@ class Serializer:
                 "size": f["size"], "mimetype": _mimetype(f["key"]), "checksum": "md5:" + f["md5"],
                 "links": {"self": url, "version": f"{url}?versionId={f['version_id']}", "uploads": f"{url}?uploads"},
                 "is_head": True, "delete_marker": False}
+
+    def rdm_file(self, rec: dict[str, Any], f: dict[str, Any], *, pending: bool) -> dict[str, Any]:
+        """An InvenioRDM draft file entry: ``pending`` after init/content, ``completed`` after commit."""
+        url = self.api(f"/records/{rec['id']}/draft/files/{quote(f['key'])}")
+        out: dict[str, Any] = {"key": f["key"], "created": f["created"], "updated": f["updated"], "metadata": None,
+                               "access": {"hidden": False}, "transfer": {"type": "L"},
+                               "status": "pending" if pending else "completed",
+                               "links": {"self": url, "content": f"{url}/content", "commit": f"{url}/commit"}}
+        if not pending:
+            out.update({"checksum": "md5:" + f["md5"], "size": f["size"], "mimetype": _mimetype(f["key"]),
+                        "storage_class": "L", "file_id": f["id"], "version_id": f["version_id"],
+                        "bucket_id": rec["bucket"]})
+        return out
+
+    def rdm_files(self, rec: dict[str, Any]) -> dict[str, Any]:
+        entries = [self.rdm_file(rec, f, pending=False) for f in rec["files"]]
+        entries += [self.rdm_file(rec, f, pending=True) for f in (rec.get("pending") or {}).values()]
+        return {"enabled": True, "entries": entries, "default_preview": None, "order": [],
+                "links": {"self": self.api(f"/records/{rec['id']}/draft/files")}}
 
     def deposition(self, rec: dict[str, Any], *, listing: bool = False) -> dict[str, Any]:
         rid, concept = rec["id"], rec["conceptrecid"]
@@ -602,6 +627,7 @@ class Serializer:
 # HTTP
 
 
+RDM_CONTENT = re.compile(r"^/api/records/\d+/draft/files/.+/content$")
 DOWNLOAD = re.compile(r"^/api/(?:records/\d+/(?:draft/)?files/.+/content|files/[0-9a-f-]+/.+)$")
 
 
@@ -734,7 +760,8 @@ class Handler(BaseHTTPRequestHandler):
             if not allowed:
                 self._drain()
                 raise HTTPFailure(429, f"{repo.rate_limit} per 1 minute")
-            upload = self.command == "PUT" and path.startswith("/api/files/") and body_len > 0
+            upload = self.command == "PUT" and body_len > 0 and (
+                path.startswith("/api/files/") or bool(RDM_CONTENT.search(path)))
             download = self.command == "GET" and bool(DOWNLOAD.search(path))
             if fault is not None and fault.kind in ("reset", "status", "ratelimit") and not (
                     fault.kind == "reset" and (upload or (download and fault.after_bytes > 0))):
@@ -787,6 +814,12 @@ class Handler(BaseHTTPRequestHandler):
         if not path.startswith("/api/"):
             raise HTTPFailure(404, "Not found.")
         p = path[4:]
+        rdm = re.fullmatch(r"/records/(\d+)/draft/files(?:/(.+?))?(/content|/commit)?", p)
+        if rdm and not (m in ("GET", "HEAD") and rdm.group(3) == "/content"):  # downloads: _records_read
+            if owner is None:
+                self._drain()
+                raise HTTPFailure(403, "Permission denied.")
+            return self._rdm_files(owner, rdm.group(1), rdm.group(2), rdm.group(3) or "")
         if re.fullmatch(r"/records/\d+(/.*)?", p) and m in ("GET", "HEAD"):
             return self._records_read(p, query)
         if p == "/records" and m == "GET":
@@ -905,6 +938,7 @@ class Handler(BaseHTTPRequestHandler):
         repo = self.server.repo
         rec["deleted"] = True
         shutil.rmtree(repo.root / "files" / rec["bucket"], ignore_errors=True)
+        shutil.rmtree(repo.root / "pending" / rec["bucket"], ignore_errors=True)
         repo.buckets.pop(rec["bucket"], None)
         repo.save()
 
@@ -1036,28 +1070,12 @@ class Handler(BaseHTTPRequestHandler):
         raise HTTPFailure(405, "The method is not allowed for the requested URL.")
 
     def _receive(self, rec: dict[str, Any], key: str, size: int) -> dict[str, Any]:
-        """Stream the body to a temporary file with its MD5; reset mid-way when a fault says so."""
-        repo = self.server.repo
-        fd, name = tempfile.mkstemp(suffix=".part", dir=repo.root / "tmp")
-        path = Path(name)
-        md5 = hashlib.md5(usedforsecurity=False)
-        got = 0
-        cut = self._fault.after_bytes if (self._fault and self._fault.kind == "reset") else -1
+        """Stream the body to a temporary file with its MD5 and store it as ``key`` (resets per the fault plan)."""
+        tmp, md5 = self._receive_tmp(size)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while got < size:
-                    if 0 <= cut <= got:
-                        self._reset()
-                    n = min(CHUNK, size - got) if cut < 0 else min(CHUNK, size - got, max(1, cut - got))
-                    chunk = self._read(n)
-                    if not chunk:
-                        raise _Reset()
-                    md5.update(chunk)
-                    out.write(chunk)
-                    got += len(chunk)
-            return repo.put_file(rec, key, path, size, md5.hexdigest())
+            return self.server.repo.put_file(rec, key, tmp, size, md5)
         except BaseException:
-            path.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def _range(self, size: int) -> tuple[int, int] | None:
@@ -1124,6 +1142,146 @@ class Handler(BaseHTTPRequestHandler):
                 if cut > 0:
                     cut -= len(chunk)
 
+    # ---------------------------------------------------------------- InvenioRDM draft files
+    def _rdm_files(self, owner: int, rid: str, key: str | None, action: str) -> None:
+        """``/api/records/{id}/draft/files[/{key}[/content|/commit]]`` as InvenioRDM answers them.
+
+        Init makes ``pending`` entries (declared size/checksum stored, not verified), content PUT
+        stores the bytes (200, still pending), commit computes the real MD5 and makes the file part
+        of the draft (the same files the legacy API and the bucket see).
+        """
+        repo, m = self.server.repo, self.command
+        s = Serializer(repo, self._base())
+        with repo.lock:
+            rec = repo.get(rid, owner)
+            if rec["state"] == "done":
+                self._drain()
+                raise HTTPFailure(404, "The persistent identifier is not registered.")
+            pending: dict[str, dict[str, Any]] = rec.setdefault("pending", {})
+            locked = rec["state"] != "unsubmitted"
+            if key is None:
+                if m == "GET":
+                    return self._send(200, s.rdm_files(rec))
+                if m == "POST":
+                    body = self._json_body()
+                    if locked:
+                        raise HTTPFailure(403, "Bucket is locked for modifications.")
+                    if not isinstance(body, list) or not all(isinstance(e, dict) and isinstance(e.get("key"), str)
+                                                             for e in body):
+                        raise _validation("_schema", "Expected a list of objects with a key.")
+                    keys = [e["key"] for e in body]
+                    for k in keys:
+                        if "/" in k or k in ("", ".", "..") or "\x00" in k:
+                            raise HTTPFailure(400, "Invalid file name.")
+                        if k in pending or any(f["key"] == k for f in rec["files"]) or keys.count(k) > 1:
+                            raise HTTPFailure(400, f"File with key {k} already exists.")
+                    if len(rec["files"]) + len(pending) + len(keys) > repo.max_files:
+                        raise HTTPFailure(400, "Uploading selected files will result in exceeding the max amount "
+                                          "per record.")
+                    for e in body:
+                        pending[e["key"]] = {"key": e["key"], "size": e.get("size"), "checksum": e.get("checksum"),
+                                             "created": _now(), "updated": _now(), "uploaded": None}
+                    rec["modified"] = _now()
+                    repo.save()
+                    self._after()
+                    return self._send(201, s.rdm_files(rec))
+                raise HTTPFailure(405, "The method is not allowed for the requested URL.")
+            done = next((f for f in rec["files"] if f["key"] == key), None)
+            entry = pending.get(key)
+            if done is None and entry is None:
+                self._drain()
+                raise HTTPFailure(404, f"File with key {key} not found.")
+            if action == "":
+                if m in ("GET", "HEAD"):
+                    return self._send(200, s.rdm_file(rec, done or entry or {}, pending=done is None))
+                if m == "DELETE":
+                    if locked:
+                        raise HTTPFailure(403, "Bucket is locked for modifications.")
+                    if done is not None:
+                        rec["files"].remove(done)
+                        repo.file_path(rec, key).unlink(missing_ok=True)
+                    else:
+                        pending.pop(key, None)
+                        repo.pending_path(rec, key).unlink(missing_ok=True)
+                    rec["modified"] = _now()
+                    repo.save()
+                    self._after()
+                    return self._send(204)
+                raise HTTPFailure(405, "The method is not allowed for the requested URL.")
+            if action == "/content" and m == "PUT":
+                if done is not None:
+                    self._drain()
+                    raise HTTPFailure(400, f'File with key "{key}" is already committed.')
+                if locked:
+                    self._drain()
+                    raise HTTPFailure(403, "Bucket is locked for modifications.")
+                length = self.headers.get("Content-Length")
+                if length is None:
+                    raise HTTPFailure(411, "Content-Length required.")
+                size = int(length)
+                if size > repo.quota or repo.used(rec) + size > repo.quota:
+                    self._drain()
+                    raise HTTPFailure(400, "Bucket quota exceeded.")
+        # the body is streamed outside the lock (large files); the entry is re-checked afterwards
+        if action == "/content" and m == "PUT":
+            tmp, md5 = self._receive_tmp(size)
+            with repo.lock:
+                entry = rec.get("pending", {}).get(key)
+                if entry is None:
+                    tmp.unlink(missing_ok=True)
+                    raise HTTPFailure(404, f"File with key {key} not found.")
+                dest = repo.pending_path(rec, key)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, dest)
+                entry.update({"uploaded": {"size": size, "md5": md5}, "updated": _now()})
+                repo.save()
+                self._after()
+                return self._send(200, s.rdm_file(rec, entry, pending=True))
+        with repo.lock:
+            if action == "/commit" and m == "POST":
+                self._drain()
+                done = next((f for f in rec["files"] if f["key"] == key), None)
+                entry = rec.get("pending", {}).get(key)
+                if done is None and entry is None:
+                    raise HTTPFailure(404, f"File with key {key} not found.")
+                if done is not None:
+                    return self._send(200, s.rdm_file(rec, done, pending=False))  # committing again: no-op
+                assert entry is not None
+                if not entry.get("uploaded"):
+                    raise HTTPFailure(400, f"File with key {key} has no content yet; upload it before committing.")
+                up = entry["uploaded"]
+                f = repo.put_file(rec, key, repo.pending_path(rec, key), int(up["size"]), str(up["md5"]))
+                rec["pending"].pop(key, None)
+                repo.save()
+                self._after()
+                return self._send(200, s.rdm_file(rec, f, pending=False))
+        raise HTTPFailure(405, "The method is not allowed for the requested URL.")
+
+    def _receive_tmp(self, size: int) -> tuple[Path, str]:
+        """Stream the request body to a temporary file; (path, MD5). Honours reset faults mid-body."""
+        repo = self.server.repo
+        fd, name = tempfile.mkstemp(suffix=".part", dir=repo.root / "tmp")
+        path = Path(name)
+        md5 = hashlib.md5(usedforsecurity=False)
+        got = 0
+        cut = self._fault.after_bytes if (self._fault and self._fault.kind == "reset") else -1
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while got < size:
+                    if 0 <= cut <= got:
+                        self._reset()
+                    n = min(CHUNK, size - got) if cut < 0 else min(CHUNK, size - got, max(1, cut - got))
+                    chunk = self._read(n)
+                    if not chunk:
+                        raise _Reset()
+                    md5.update(chunk)
+                    out.write(chunk)
+                    got += len(chunk)
+            return path, md5.hexdigest()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
     # ---------------------------------------------------------------- public records
     def _published(self, rid: str) -> dict[str, Any]:
         rec = self.server.repo.records.get(rid)
@@ -1145,6 +1303,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(301, {"status": 301, "message": "Redirecting...", "location": loc},
                                   headers={"Location": loc})
             if mm2 := re.fullmatch(r"/(?:draft/)?files/(.+)/content", rest):
+                if rest.startswith("/draft") and self._owner() is None:
+                    raise HTTPFailure(403, "Permission denied.")
                 rec = self._published(rid) if not rest.startswith("/draft") else repo.get(rid, self._owner())
                 files = rec["published"]["files"] if not rest.startswith("/draft") else rec["files"]
                 f = next((f for f in files if f["key"] == mm2.group(1)), None)

@@ -168,7 +168,8 @@ def fetch(record: str, dst: Path, target: str, overwrite: bool, as_json: bool) -
 @click.option("--rate-limit", type=int, default=1000, show_default=True, help="Authenticated calls per minute.")
 @click.option("--faults", default=None, metavar="SPEC",
               help="Fault injection, e.g. 'random:0.2:7' or 'status=503@POST:/actions/publish*2,"
-                   "reset@PUT:/files/,after=500@POST:/actions/publish'. Also settable at run time via POST /_faults.")
+                   "reset@PUT:/files/,after=500@POST:/actions/publish'; 'lag=N' makes the search-backed lists "
+                   "miss a new draft or record for N calls. Also settable at run time via POST /_faults.")
 @handle_errors
 def serve(root: Path | None, host: str, port: int, quota: float, rate_limit: int, faults: str | None) -> None:
     """Run the local Zenodo-compatible repository (deposit API, records, OAI-PMH, fault injection)."""

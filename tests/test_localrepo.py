@@ -391,3 +391,70 @@ def test_connection_reset_mid_download(server: Any) -> None:
     assert 0 < len(got) <= 100_000 and data.startswith(bytes(got))
     rest = requests.get(url, headers={"Range": f"bytes={len(got)}-"}, timeout=10)
     assert rest.status_code == 206 and bytes(got) + rest.content == data
+
+
+def test_inveniordm_draft_file_routes(server: Any) -> None:
+    dep = call(server, "POST", "/deposit/depositions", json={"metadata": META}).json()
+    rid = dep["id"]
+    base = f"/records/{rid}/draft/files"
+    data = b"frame,label\n1,cod\n2,haddock\n"
+    md5 = hashlib.md5(data).hexdigest()
+    assert call(server, "POST", base, token=None, json=[{"key": "x.csv"}]).status_code == 403
+    init = call(server, "POST", base, json=[{"key": "labels.csv", "size": len(data), "checksum": f"md5:{md5}"},
+                                            {"key": "notes.txt"}])
+    assert init.status_code == 201, init.text
+    body = init.json()
+    assert set(body) == {"enabled", "entries", "default_preview", "order", "links"}
+    assert [(e["key"], e["status"]) for e in body["entries"]] == [("labels.csv", "pending"), ("notes.txt", "pending")]
+    assert set(body["entries"][0]["links"]) == {"self", "content", "commit"}
+    dup = call(server, "POST", base, json=[{"key": "labels.csv"}])
+    assert dup.status_code == 400 and dup.json()["message"] == "File with key labels.csv already exists."
+    assert call(server, "POST", f"{base}/labels.csv/commit").status_code == 400  # no content yet
+    put = call(server, "PUT", f"{base}/labels.csv/content", data=data,
+               headers={"Content-Type": "application/octet-stream"})
+    assert put.status_code == 200 and put.json()["status"] == "pending"
+    assert call(server, "PUT", f"{base}/ghost.csv/content", data=b"1").status_code == 404
+    commit = call(server, "POST", f"{base}/labels.csv/commit")
+    assert commit.status_code == 200
+    c = commit.json()
+    assert c["status"] == "completed" and c["checksum"] == f"md5:{md5}" and c["size"] == len(data)
+    assert {"file_id", "version_id", "bucket_id", "mimetype", "storage_class"} <= set(c)
+    again = call(server, "PUT", f"{base}/labels.csv/content", data=b"other")
+    assert again.status_code == 400 and again.json()["message"] == 'File with key "labels.csv" is already committed.'
+    meta = call(server, "GET", f"{base}/labels.csv")
+    assert meta.status_code == 200 and meta.json()["checksum"] == f"md5:{md5}"
+    listed = call(server, "GET", base).json()["entries"]
+    assert [(e["key"], e["status"]) for e in listed] == [("labels.csv", "completed"), ("notes.txt", "pending")]
+    # the same file through the legacy API and the draft download
+    legacy = call(server, "GET", f"/deposit/depositions/{rid}/files").json()
+    assert [(f["filename"], f["checksum"]) for f in legacy] == [("labels.csv", md5)]
+    assert call(server, "GET", f"{base}/labels.csv/content").content == data
+    assert call(server, "GET", f"{base}/labels.csv/content", token=None).status_code == 403
+    assert call(server, "DELETE", f"{base}/notes.txt").status_code == 204
+    assert call(server, "GET", f"{base}/notes.txt").status_code == 404
+    assert call(server, "POST", f"/deposit/depositions/{rid}/actions/publish").status_code == 202
+    assert call(server, "GET", base).status_code == 404  # published, no draft
+    rec = call(server, "GET", f"/records/{rid}", token=None).json()
+    assert [(f["key"], f["checksum"]) for f in rec["files"]] == [("labels.csv", f"md5:{md5}")]
+
+
+def test_inveniordm_file_delete_limits_and_reset_mid_content(server: Any) -> None:
+    rid = call(server, "POST", "/deposit/depositions", json={}).json()["id"]
+    base = f"/records/{rid}/draft/files"
+    too_many = call(server, "POST", base, json=[{"key": f"f{i}.bin"} for i in range(6)])  # max_files=5 here
+    assert too_many.status_code == 400 and "max amount" in too_many.json()["message"]
+    assert call(server, "POST", base, json=[{"key": "a/b.bin"}]).status_code == 400
+    assert call(server, "POST", base, json={"key": "a.bin"}).status_code == 400
+    assert call(server, "POST", base, json=[{"key": "big.bin"}]).status_code == 201
+    server.faults = FaultPlan([Fault("reset", "PUT", "/draft/files/big.bin/content", after_bytes=200_000)])
+    with pytest.raises(requests.ConnectionError):
+        call(server, "PUT", f"{base}/big.bin/content", data=b"\2" * 1_000_000)
+    assert not list((Path(server.repo.root) / "tmp").iterdir())  # nothing half-written kept
+    assert call(server, "GET", f"{base}/big.bin").json()["status"] == "pending"
+    assert call(server, "POST", f"{base}/big.bin/commit").status_code == 400
+    assert call(server, "PUT", f"{base}/big.bin/content", data=b"\2" * 1_000_000).status_code == 200
+    assert call(server, "POST", f"{base}/big.bin/commit").json()["size"] == 1_000_000
+    assert call(server, "DELETE", f"{base}/big.bin").status_code == 204
+    assert call(server, "GET", base).json()["entries"] == []
+    assert call(server, "GET", f"/deposit/depositions/{rid}/files").json() == []
+    assert call(server, "DELETE", f"{base}/big.bin").status_code == 404
