@@ -437,6 +437,9 @@ def plan(folder: str | os.PathLike[str], target: str | None = None, *, new_versi
         rid = t.get("record_id") or "<record>"
         out.append(f"POST {base}/deposit/depositions/{rid}/actions/newversion")
         dep = None
+    elif not dep and t.get("creating"):
+        out.append(f"GET {base}/deposit/depositions?q=\"<key>\"  # a create was in flight since "
+                   f"{t['creating']['at']}: search (with backoff) until its draft shows; create only once settled")
     elif not dep:
         out.append(f"GET {base}/deposit/depositions?q=\"<key>\"  # find an existing draft by its key")
         out.append(f"POST {base}/deposit/depositions  # create the draft (metadata carries the key)")
@@ -659,7 +662,8 @@ def status(folder: str | os.PathLike[str], target: str | None = None, *, token: 
                            "record_id": t.get("record_id"), "doi": t.get("doi"), "conceptdoi": t.get("conceptdoi"),
                            "files": {f.name: ("uploaded" if t.get("files", {}).get(f.name) == f.md5 else "pending")
                                      for f in files},
-                           "findings": [f.to_dict() for f in findings], "remote": None}
+                           "findings": [f.to_dict() for f in findings], "remote": None,
+                           "create_in_flight_since": (t.get("creating") or {}).get("at")}
     if offline:
         return out
     client = client or _client(target, token, False)

@@ -137,6 +137,9 @@ def crash_after_create(server: Any, folder: Path) -> None:
     t = state["targets"][server.url + "/api"]
     assert "creating" in t and not t.get("draft_id")  # only the key and the in-flight marker are on disk
     assert len(live(server)) == 1
+    assert D.status(folder, client=client(server), offline=True)["create_in_flight_since"] == t["creating"]["at"]
+    assert "in flight" in D.plan(folder, server.url)[0] and not any(
+        x.startswith("POST") and x.split()[1].endswith("/deposit/depositions") for x in D.plan(folder, server.url))
 
 
 def list_calls(server: Any) -> int:
