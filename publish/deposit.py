@@ -775,7 +775,7 @@ def fetch(record: str | int, dst: str | os.PathLike[str], target: str | None = N
             raise RemoteError(f"the record's manifest is not valid JSON: {exc}",
                               url=client.url(f"/records/{rid}")) from None
         for r in rows:
-            p = out / str(r["name"])
+            p = safe_join(out, str(r["name"]), source=out / MANIFEST, place="files")
             if not p.is_file():
                 raise RemoteError(f"{r['name']} is listed in the record's manifest but was not published",
                                   url=client.url(f"/records/{rid}"))
